@@ -1,0 +1,184 @@
+"""The paper's convolutional networks (SPEC sections 1 and 2).
+
+One class covers the CIFAR (7 conv), KMNIST (3 conv) and ImageNet (7 conv, stride-4 stem) stacks;
+they differ only in their strides, input shape and class count. Three details matter for faithful
+numbers and are easy to get wrong, so they are explicit here:
+
+* NTK parameterisation: weights are N(0, 1) and the 1/sqrt(fan_in) factor is applied to the
+  output of every linear map in the forward pass (so autograd puts it into the gradients too).
+  The standard parameterisation divides the draws instead and applies no factor.
+* Batch norm normalises every (c, h, w) element over the batch only, has no affine parameters and
+  no running averages: batch statistics are used in training and in evaluation alike.
+* TensorFlow 'SAME' padding: the extra row/column of an asymmetric pad goes bottom/right.
+
+The network is exposed layer by layer (``layer``, ``activation``, ``pool``, ``head``) because the
+learning rules wire the same layers into different computation graphs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .feedback import FeedbackConv2d, FeedbackLinear
+
+BN_EPS = 1e-6
+KERNEL = 3
+ARCHITECTURES = {  # name -> conv strides (SPEC 2.4)
+    "cifar": (1, 1, 1, 2, 1, 2, 1),
+    "kmnist": (1, 2, 2),
+    "imagenet": (4, 2, 1, 2, 1, 2, 1),
+}
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+PARAMETERIZATIONS = ("ntk", "standard")
+
+
+def same_padding(size: int, stride: int, kernel: int = KERNEL) -> tuple[int, int]:
+    """TF 'SAME' padding (before, after) for one spatial axis; the odd pixel goes after."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def batch_stat_norm(u: torch.Tensor) -> torch.Tensor:
+    """Normalise each feature-map element over the batch axis (biased variance, no affine)."""
+    mean = u.mean(0, keepdim=True)
+    var = u.var(0, unbiased=False, keepdim=True)
+    return (u - mean) / torch.sqrt(var + BN_EPS)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Everything that fixes a network's shapes and forward function."""
+    arch: str = "cifar"
+    width: int = 16
+    in_channels: int = 3
+    image_size: int = 32
+    num_classes: int = 10
+    activation: str = "relu"
+    parameterization: str = "ntk"
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; valid: {', '.join(ARCHITECTURES)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"unknown parameterization {self.parameterization!r}; "
+                             f"valid: {', '.join(PARAMETERIZATIONS)}")
+        if self.width <= 0:
+            raise ValueError(f"width must be a positive integer, got {self.width}")
+
+
+class ConvNet(nn.Module):
+    """Conv -> per-element batch norm -> activation, repeated; global average pool; linear head."""
+
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        self.spec = spec
+        self.strides = ARCHITECTURES[spec.arch]
+        self.act = ACTIVATIONS[spec.activation]
+        ntk = spec.parameterization == "ntk"
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        self.pads, self.scales, self.feature_shapes = [], [], []
+        channels, size = spec.in_channels, spec.image_size
+        for stride in self.strides:
+            self.weights.append(nn.Parameter(torch.zeros(spec.width, channels, KERNEL, KERNEL)))
+            self.biases.append(nn.Parameter(torch.zeros(spec.width)))
+            pad = same_padding(size, stride)
+            self.pads.append((pad[0], pad[1], pad[0], pad[1]))  # F.pad order: left, right, top, bottom
+            self.scales.append(1 / math.sqrt(KERNEL * KERNEL * channels) if ntk else 1.0)
+            channels, size = spec.width, math.ceil(size / stride)
+            self.feature_shapes.append((channels, size, size))
+        self.fc_weight = nn.Parameter(torch.zeros(spec.num_classes, spec.width))
+        self.fc_bias = nn.Parameter(torch.zeros(spec.num_classes))
+        self.fc_scale = 1 / math.sqrt(spec.width) if ntk else 1.0
+
+    @property
+    def depth(self) -> int:
+        return len(self.strides)
+
+    def fan_ins(self) -> list[int]:
+        """Fan-in of every conv layer and, last, of the head."""
+        return [w[0].numel() for w in self.weights] + [self.spec.width]
+
+    def layer(self, l: int, a: torch.Tensor, feedback: torch.Tensor | None = None) -> torch.Tensor:
+        """Post-batch-norm output h_l of conv layer l (0-based) for input a.
+
+        With ``feedback`` the layer's input gradient is computed with that kernel instead of the
+        forward one (feedback alignment); values and weight gradients are unchanged.
+        """
+        x = F.pad(a, self.pads[l])
+        if feedback is None:
+            u = F.conv2d(x, self.weights[l], stride=self.strides[l])
+        else:
+            u = FeedbackConv2d.apply(x, self.weights[l], feedback, self.strides[l])
+        u = u * self.scales[l] + self.biases[l].view(1, -1, 1, 1)
+        return batch_stat_norm(u)
+
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        return self.act(h)
+
+    @staticmethod
+    def pool(a: torch.Tensor) -> torch.Tensor:
+        return a.mean(dim=(2, 3))
+
+    def head(self, p: torch.Tensor, feedback: torch.Tensor | None = None) -> torch.Tensor:
+        if feedback is None:
+            z = p @ self.fc_weight.t()
+        else:
+            z = FeedbackLinear.apply(p, self.fc_weight, feedback)
+        return z * self.fc_scale + self.fc_bias
+
+    def forward(self, x: torch.Tensor, feedback: list[torch.Tensor] | None = None) -> torch.Tensor:
+        a = x
+        for l in range(self.depth):
+            a = self.activation(self.layer(l, a, None if feedback is None else feedback[l]))
+        return self.head(self.pool(a), None if feedback is None else feedback[-1])
+
+
+def initialize(net: ConvNet, seed: int, interleave: str | None = None,
+               projection_shape: str = "full", projection_std: float | None = None) -> list[torch.Tensor]:
+    """Draw the initial weights with numpy's legacy RNG in the released code's order (SPEC 1.3).
+
+    Per conv layer: the kernel as a (C_out, 9*C_in) matrix in (kh, kw, c_in) column order, then,
+    interleaved, the rule's own random matrix: an FA feedback kernel (``interleave='feedback'``) or
+    a DFA projection (``interleave='projection'``). Last the head (and its FA feedback). So rules
+    without interleaved draws share identical initial weights for a given seed.
+
+    Returns the interleaved tensors (feedback kernels + head feedback, or per-layer projections).
+    """
+    rng = np.random.RandomState(seed)
+    standard = net.spec.parameterization == "standard"
+    k = net.spec.num_classes
+    extras = []
+
+    def kernel(shape) -> torch.Tensor:
+        c_out, c_in = shape[0], shape[1]
+        draw = rng.randn(c_out, KERNEL * KERNEL * c_in)
+        if standard:
+            draw = draw / math.sqrt(KERNEL * KERNEL * c_in)
+        return torch.from_numpy(draw.reshape(c_out, KERNEL, KERNEL, c_in).transpose(0, 3, 1, 2).copy())
+
+    with torch.no_grad():
+        for l, weight in enumerate(net.weights):
+            weight.copy_(kernel(weight.shape))
+            net.biases[l].zero_()
+            if interleave == "feedback":
+                extras.append(kernel(weight.shape).float())
+            elif interleave == "projection":
+                c, h, w = net.feature_shapes[l]
+                size = c * h * w if projection_shape == "full" else c
+                std = projection_std if projection_std is not None else 1 / math.sqrt(c * h * w)
+                extras.append(torch.from_numpy(rng.randn(k, size) * std).float())
+        fc = rng.randn(k, net.spec.width)
+        scale = 1 / math.sqrt(net.spec.width) if standard else 1.0
+        net.fc_weight.copy_(torch.from_numpy(fc * scale))
+        net.fc_bias.zero_()
+        if interleave == "feedback":
+            extras.append(torch.from_numpy(rng.randn(k, net.spec.width) * scale).float())
+    return extras

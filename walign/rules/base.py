@@ -1,0 +1,79 @@
+"""The learning-rule interface and its registry.
+
+A rule owns whatever fixed state it needs (a frozen copy of the initial network, feedback
+weights, random projections) and turns one minibatch into pseudo-gradients for the current
+parameters. The training loop hands those to a ``torch.optim`` optimizer and never needs to
+know which rule produced them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+RULES: dict[str, type["Rule"]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a rule available under ``name`` (the config's ``rule.name``)."""
+    def add(cls):
+        cls.name = name
+        RULES[name] = cls
+        return cls
+    return add
+
+
+def rules_for(family: str) -> list[str]:
+    """Names of the rules that can train a model of this family ('cnn' or 'rnn')."""
+    return sorted(name for name, cls in RULES.items() if family in cls.families)
+
+
+def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error averaged over the batch and the classes (SPEC 4.1)."""
+    return (output - target).pow(2).mean()
+
+
+def output_error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """d mse / d output = 2 (output - target) / (B K): the error signal every rule starts from."""
+    return 2 * (output - target) / output.numel()
+
+
+@dataclass
+class Step:
+    """What one minibatch produced: detached loss and outputs, and one gradient per parameter
+    (None where the rule leaves a parameter untouched)."""
+    loss: torch.Tensor
+    output: torch.Tensor
+    grads: list[torch.Tensor | None]
+
+
+class Rule:
+    """Base class. Subclasses set ``families`` and implement ``pseudo_gradients``."""
+    name = "?"
+    families: tuple[str, ...] = ("cnn",)
+
+    def __init__(self, net: nn.Module):
+        self.net = net
+        self.params = list(net.parameters())
+
+    @classmethod
+    def create(cls, net: nn.Module, seed: int, **options) -> "Rule":
+        """Draw the initial weights (and any rule-specific random state) and build the rule."""
+        raise NotImplementedError
+
+    def pseudo_gradients(self, x: torch.Tensor, target: torch.Tensor) -> Step:
+        raise NotImplementedError
+
+    def aligned(self, targets: list[torch.Tensor], grads) -> list[torch.Tensor | None]:
+        """Gradients computed for ``targets`` laid out in the order of ``self.params``."""
+        by_param = dict(zip(targets, grads))
+        return [by_param.get(p) for p in self.params]
+
+
+def frozen_copy(net: nn.Module, requires_grad: bool = False) -> nn.Module:
+    """An independent copy of the network at its current (initial) parameters, never stepped."""
+    import copy
+    frozen = copy.deepcopy(net)
+    frozen.requires_grad_(requires_grad)
+    return frozen

@@ -1,0 +1,208 @@
+"""The seven CNN learning rules (SPEC section 5).
+
+Each rule is written in its cheap form: the current network is run once, layers whose input
+gradient the rule does not use take detached inputs, and the rule's error signals are injected
+with ``torch.autograd.grad(outputs, params, grad_outputs)`` rather than by building a second
+full network graph. The SPEC's autograd recipes are the reference the tests compare against.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..nets import ConvNet, initialize
+from .base import Rule, Step, frozen_copy, mse, output_error, register
+
+
+def _local_forward(net: ConvNet, x: torch.Tensor):
+    """Run the net with every layer cut off from the one below it (no gradient between layers).
+
+    Returns the post-BN outputs h_l (each a small graph back to its own weights only), the
+    post-activation outputs, the pooled features and the logits (head on detached features).
+    """
+    hs, acts, a = [], [], x
+    for l in range(net.depth):
+        h = net.layer(l, a.detach())
+        a = net.activation(h)
+        hs.append(h)
+        acts.append(a)
+    p = net.pool(a)
+    return hs, acts, p, net.head(p.detach())
+
+
+@register("normal")
+class Normal(Rule):
+    """Backprop: the exact gradient of the loss."""
+
+    @classmethod
+    def create(cls, net, seed, **options):
+        initialize(net, seed)
+        return cls(net)
+
+    def pseudo_gradients(self, x, target):
+        logits = self.net(x)
+        loss = mse(logits, target)
+        return Step(loss.detach(), logits.detach(), list(torch.autograd.grad(loss, self.params)))
+
+
+@register("last_layer")
+class LastLayer(Rule):
+    """Train the linear head only; the conv layers keep their initial weights."""
+
+    @classmethod
+    def create(cls, net, seed, **options):
+        initialize(net, seed)
+        return cls(net)
+
+    def pseudo_gradients(self, x, target):
+        net = self.net
+        with torch.no_grad():
+            a = x
+            for l in range(net.depth):
+                a = net.activation(net.layer(l, a))
+            p = net.pool(a)
+        logits = net.head(p)
+        loss = mse(logits, target)
+        head = [net.fc_weight, net.fc_bias]
+        return Step(loss.detach(), logits.detach(), self.aligned(head, torch.autograd.grad(loss, head)))
+
+
+@register("align_zero")
+class AlignZero(Rule):
+    """theta <- theta - lr * J_{theta0}(x)^T e: the frozen initial network's parameter gradient,
+    driven by the current network's output error (eq. 15)."""
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.frozen = frozen_copy(net, requires_grad=True)
+        self.frozen_params = list(self.frozen.parameters())
+
+    @classmethod
+    def create(cls, net, seed, **options):
+        initialize(net, seed)
+        return cls(net)
+
+    def pseudo_gradients(self, x, target):
+        with torch.no_grad():
+            logits = self.net(x)
+        e = output_error(logits, target)
+        grads = torch.autograd.grad(self.frozen(x), self.frozen_params, grad_outputs=e)
+        return Step(mse(logits, target), logits, list(grads))
+
+
+@register("align_ada")
+class AlignAda(Rule):
+    """Frozen feedback, current local quantities (eq. 16, as the released code wires it).
+
+    The error e is backpropagated once through the frozen network (frozen weights, masks and
+    batch norm). Layer l < L takes the frozen signal at its post-BN output; the last conv layer
+    takes e W_fc(0) spread over positions through the *current* activation derivative. Each layer
+    then turns its signal into a weight gradient with its current batch norm and current input.
+    The head gets its ordinary gradient.
+    """
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.frozen = frozen_copy(net)
+
+    @classmethod
+    def create(cls, net, seed, **options):
+        initialize(net, seed)
+        return cls(net)
+
+    def frozen_signals(self, x: torch.Tensor, e: torch.Tensor) -> list[torch.Tensor]:
+        """Gradient of <frozen logits, e> at the frozen post-BN outputs of layers 1..L-1."""
+        frozen = self.frozen
+        with torch.no_grad():
+            h = frozen.layer(0, x)
+        h.requires_grad_(True)
+        roots, a = [h], frozen.activation(h)
+        for l in range(1, frozen.depth):
+            h = frozen.layer(l, a)
+            roots.append(h)
+            a = frozen.activation(h)
+        logits0 = frozen.head(frozen.pool(a))
+        return list(torch.autograd.grad(logits0, roots[:-1], grad_outputs=e))
+
+    def pseudo_gradients(self, x, target):
+        hs, _, p, logits = _local_forward(self.net, x)
+        e = output_error(logits.detach(), target)
+        signals = self.frozen_signals(x, e) if self.net.depth > 1 else []
+        into_p = (e @ self.frozen.fc_weight) * self.frozen.fc_scale
+        grads = torch.autograd.grad([*hs[:-1], p, logits], self.params,
+                                    grad_outputs=[*signals, into_p, e])
+        return Step(mse(logits.detach(), target), logits.detach(), list(grads))
+
+
+class _FeedbackRule(Rule):
+    """Backprop through the current network, but errors travel down through fixed feedback
+    weights instead of the forward weights (custom autograd Functions, one backward pass)."""
+
+    def __init__(self, net, feedback: list[torch.Tensor]):
+        super().__init__(net)
+        device = net.fc_weight.device
+        self.feedback = [f.to(device=device, dtype=net.fc_weight.dtype) for f in feedback]
+
+    def pseudo_gradients(self, x, target):
+        logits = self.net(x, feedback=self.feedback)
+        loss = mse(logits, target)
+        return Step(loss.detach(), logits.detach(), list(torch.autograd.grad(loss, self.params)))
+
+
+@register("align_prop")
+class AlignProp(_FeedbackRule):
+    """Feedback alignment whose feedback weights are the network's own initial weights."""
+
+    @classmethod
+    def create(cls, net, seed, **options):
+        initialize(net, seed)
+        initial = [w.detach().clone() for w in net.weights] + [net.fc_weight.detach().clone()]
+        return cls(net, initial)
+
+
+@register("fa")
+class FeedbackAlignment(_FeedbackRule):
+    """Feedback alignment with independent N(0, 1) feedback weights, drawn interleaved with the
+    forward weights as the released code does (so FA's forward init differs from layer 2 on)."""
+
+    @classmethod
+    def create(cls, net, seed, **options):
+        return cls(net, initialize(net, seed, interleave="feedback"))
+
+
+@register("dfa")
+class DirectFeedbackAlignment(Rule):
+    """Every conv layer receives e projected by its own fixed random matrix D_l.
+
+    ``projection='full'`` (default): D_l maps the (h, w, c)-flattened feature map to the classes,
+    std 1/sqrt(H W C). ``projection='shared'``: one (K, C) matrix shared by every position, as the
+    paper describes for ImageNet; ``projection_std`` overrides the std.
+    """
+
+    def __init__(self, net, projections, shared: bool):
+        super().__init__(net)
+        device = net.fc_weight.device
+        self.projections = [d.to(device=device, dtype=net.fc_weight.dtype) for d in projections]
+        self.shared = shared
+
+    @classmethod
+    def create(cls, net, seed, projection: str = "full", projection_std: float | None = None, **options):
+        if projection not in ("full", "shared"):
+            raise ValueError(f"dfa projection must be 'full' or 'shared', got {projection!r}")
+        projections = initialize(net, seed, interleave="projection", projection_shape=projection,
+                                 projection_std=projection_std)
+        return cls(net, projections, shared=projection == "shared")
+
+    def signal(self, l: int, e: torch.Tensor) -> torch.Tensor:
+        """Gradient injected at the post-activation output of layer l, in (B, C, H, W)."""
+        c, h, w = self.net.feature_shapes[l]
+        projected = e @ self.projections[l]
+        if self.shared:
+            return (projected / (h * w)).view(-1, c, 1, 1).expand(-1, c, h, w)
+        return projected.view(-1, h, w, c).permute(0, 3, 1, 2)
+
+    def pseudo_gradients(self, x, target):
+        _, acts, _, logits = _local_forward(self.net, x)
+        e = output_error(logits.detach(), target)
+        signals = [self.signal(l, e) for l in range(self.net.depth)]
+        grads = torch.autograd.grad([*acts, logits], self.params, grad_outputs=[*signals, e])
+        return Step(mse(logits.detach(), target), logits.detach(), list(grads))
