@@ -1,0 +1,206 @@
+"""From a Hydra config to a finished run directory.
+
+This is the only module that reads the Hydra/OmegaConf config: ``RunSpec.from_config`` turns it
+into typed, validated values, and everything below receives plain arguments. ``execute`` builds
+the data, network and rule, trains, and writes config.yaml, metrics.jsonl and summary.json.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+
+from . import __version__
+from .data import load as load_data
+from .errors import ConfigError
+from .nets import ACTIVATIONS, PARAMETERIZATIONS, ConvNet, NetSpec
+from .rules import RULES, build_rule, rules_for
+from .runs import append_jsonl, best, read_summary, run_dir, write_atomic, write_json
+from .train import OPTIMIZERS, TrainConfig, train
+
+FINISHED = ("complete", "diverged")  # a rerun of a run with one of these statuses is skipped
+DATASETS = ("cifar10", "embedded", "imagenet", "kmnist", "small_cifar10")
+LOADING_KEYS = ("name", "root", "verify_md5", "workers", "epochs", "batch_size")  # not part of identity
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Every value one training run needs, checked."""
+    dataset: str
+    rule: str
+    width: int
+    lr: float
+    epochs: int
+    batch_size: int | None
+    seed: int
+    activation: str = "relu"
+    parameterization: str = "ntk"
+    optimizer: str = "sgd"
+    device: str = "auto"
+    results_dir: str = "results"
+    data_root: str | None = None
+    verify_md5: bool = True
+    data_options: dict = field(default_factory=dict)  # dataset values that define the run
+    rule_options: dict = field(default_factory=dict)
+    eval_test: bool = True
+    progress: str = "auto"
+
+    @classmethod
+    def from_config(cls, cfg) -> "RunSpec":
+        from omegaconf import OmegaConf
+        c = OmegaConf.to_container(cfg, resolve=True)
+        ds, rule = dict(c["dataset"]), dict(c["rule"])
+        optimizer = c.get("optimizer", "auto")
+        if optimizer == "auto":
+            optimizer = "adam" if c.get("parameterization") == "standard" else "sgd"
+        spec = cls(
+            dataset=ds["name"], rule=rule.pop("name"), width=c["width"], lr=c["lr"], epochs=c["epochs"],
+            batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"],
+            parameterization=c["parameterization"], optimizer=optimizer, device=str(c["device"]),
+            results_dir=str(c["results_dir"]), data_root=ds.get("root"),
+            verify_md5=bool(ds.get("verify_md5", True)),
+            data_options={k: v for k, v in ds.items() if k not in LOADING_KEYS},
+            rule_options=rule, eval_test=bool(c.get("eval_test", True)), progress=str(c.get("progress", "auto")))
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        def need(ok, message):
+            if not ok:
+                raise ConfigError(message)
+        need(self.rule in RULES, f"unknown rule {self.rule!r}; valid rules: {', '.join(sorted(RULES))}")
+        need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
+        need(self.rule in rules_for("cnn"), f"rule {self.rule} cannot train dataset {self.dataset}; "
+             f"rules that can: {', '.join(rules_for('cnn'))}")
+        need(isinstance(self.width, int) and not isinstance(self.width, bool) and self.width > 0,
+             f"width must be a positive integer, got {self.width!r}")
+        need(isinstance(self.lr, (int, float)) and self.lr > 0, f"lr must be a positive number, got {self.lr!r}")
+        need(isinstance(self.epochs, int) and self.epochs > 0, f"epochs must be a positive integer, got {self.epochs!r}")
+        need(self.batch_size is None or (isinstance(self.batch_size, int) and self.batch_size > 0),
+             f"batch_size must be a positive integer, got {self.batch_size!r}")
+        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
+        need(self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        need(self.parameterization in PARAMETERIZATIONS,
+             f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be auto or one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        need(self.progress in ("auto", "bar", "lines", "none"),
+             f"progress must be auto, bar, lines or none, got {self.progress!r}")
+        need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+             f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+    def identity(self, batch_size: int) -> dict:
+        """The values that define the run (its directory is a hash of these)."""
+        return {"dataset": self.dataset, **self.data_options, "rule": self.rule, **self.rule_options,
+                "width": self.width, "lr": self.lr, "epochs": self.epochs, "batch_size": batch_size,
+                "seed": self.seed, "activation": self.activation, "parameterization": self.parameterization,
+                "optimizer": self.optimizer}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} requested but CUDA is not available here; use device=auto or cpu")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({socket.gethostname()}, {torch.get_num_threads()} threads)"
+
+
+class Progress:
+    """A tqdm bar on a terminal, one plain line per epoch otherwise."""
+
+    def __init__(self, mode: str, total_steps: int, label: str):
+        self.bar = None
+        if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+            from tqdm import tqdm
+            self.bar = tqdm(total=total_steps, desc=label, unit="step", dynamic_ncols=True)
+        self.lines, self.label = mode in ("auto", "lines") and self.bar is None, label
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def epoch(self, record: dict, epochs: int) -> None:
+        acc = "-" if record["val_acc"] is None else f"{100 * record['val_acc']:.1f}%"
+        text = f"epoch {record['epoch']}/{epochs} loss {record['train_loss']:.4f} val {acc}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+        elif self.lines:
+            print(f"[{self.label}] {text} ({record['seconds']:.1f}s)", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def execute(spec: RunSpec, config_yaml: str = "") -> dict:
+    """Run (or find already finished) the run ``spec`` defines; return its summary."""
+    device = resolve_device(spec.device)
+    data = load_data(spec.dataset, device, root=spec.data_root, verify_md5=spec.verify_md5,
+                     train_size=spec.data_options.get("train_size"))
+    batch_size = data.batch_size or spec.batch_size or 100
+    if batch_size > len(data.train):
+        raise ConfigError(f"batch_size {batch_size} exceeds the {len(data.train)} training examples")
+    identity = spec.identity(batch_size)
+    directory = run_dir(spec.results_dir, identity)
+    previous = read_summary(directory)
+    if previous and previous.get("status") in FINISHED:
+        print(f"already {previous['status']}: {directory}", flush=True)
+        return previous
+
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomic(directory / "config.yaml", config_yaml)
+    (directory / "metrics.jsonl").write_text("")
+    summary = {"status": "running", **identity, "run_dir": str(directory), "device": device_name(device),
+               "walign_version": __version__}
+    started, records = time.time(), []
+    label = f"{spec.rule} w{spec.width} lr{spec.lr:g}"
+    progress = Progress(spec.progress, spec.epochs * data.train.num_batches(batch_size), label)
+
+    def on_epoch(record):
+        records.append(record)
+        append_jsonl(directory / "metrics.jsonl", record)
+        progress.epoch(record, spec.epochs)
+
+    try:
+        torch.manual_seed(spec.seed)
+        net = ConvNet(NetSpec(data.arch, spec.width, data.in_channels, data.image_size, data.num_classes,
+                              spec.activation, spec.parameterization)).to(device)
+        rule = build_rule(spec.rule, net, spec.seed, **spec.rule_options)
+        outcome = train(rule, data, TrainConfig(spec.epochs, spec.lr, batch_size, spec.optimizer, spec.seed,
+                                                spec.eval_test), on_epoch, progress)
+    except Exception as err:
+        (directory / "error.log").write_text(traceback.format_exc())
+        outcome = {"status": "failed", "epochs_done": len(records),
+                   "error": f"{type(err).__name__}: {err}".splitlines()[0]}
+    finally:
+        progress.close()
+    summary.update(outcome)
+    summary.update(results_from(records))
+    summary["wall_seconds"] = round(time.time() - started, 3)
+    write_json(directory / "summary.json", summary)
+    return summary
+
+
+def results_from(records: list[dict]) -> dict:
+    """Best and final accuracies over the epoch records (best = max over epochs, SPEC 4.4)."""
+    out = {"best_val_acc": best(records, "val_acc"), "best_val_epoch": None, "final_val_acc": None,
+           "test_acc_at_best_val": None, "best_test_acc": best(records, "test_acc"), "final_test_acc": None,
+           "final_train_loss": None}
+    if records:
+        last = records[-1]
+        out.update(final_val_acc=last["val_acc"], final_test_acc=last["test_acc"], final_train_loss=last["train_loss"])
+        if out["best_val_acc"] is not None:
+            top = next(r for r in records if r["val_acc"] == out["best_val_acc"])
+            out.update(best_val_epoch=top["epoch"], test_acc_at_best_val=top["test_acc"])
+    return out
+

@@ -1,0 +1,98 @@
+"""The training loop: any rule, any optimizer, per-epoch evaluation (SPEC section 4).
+
+The loop knows rules only through ``Rule.pseudo_gradients``. Batch order follows the released
+code: a numpy RNG seeded with the run seed right before training, one permutation of the training
+set per epoch, then one permutation of the validation set from the same stream (so evaluation
+order is part of the training-order stream, as in the paper's runs). The extra official-test
+evaluation draws from a separate RNG so it cannot shift that stream.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .data import Data
+from .rules import Rule
+
+OPTIMIZERS = ("sgd", "adam")
+TEST_RNG_OFFSET = 7919  # the official-test evaluation RNG is seeded with seed + this
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    lr: float
+    batch_size: int
+    optimizer: str = "sgd"
+    seed: int = 99
+    eval_test: bool = True
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """Plain SGD (no momentum, no decay) or Adam with TF1's defaults (Table 10)."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+
+
+@torch.no_grad()
+def accuracy(net: torch.nn.Module, split, batch_size: int, rng: np.random.RandomState) -> float | None:
+    """Mean over random equal-sized batches of top-1 accuracy (batch-statistics BN: batch
+    composition matters, so evaluation batches are drawn like training batches)."""
+    correct = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
+    count = 0
+    for x, labels in split.batches(rng, batch_size):
+        correct += (net(x).argmax(1) == labels).sum()
+        count += len(labels)
+    return correct.item() / count if count else None
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train(rule: Rule, data: Data, cfg: TrainConfig, on_epoch: Callable[[dict], None],
+          progress=None) -> dict:
+    """Train for ``cfg.epochs`` epochs; call ``on_epoch(record)`` after each one.
+
+    Returns {'status': 'complete' | 'diverged', 'epochs_done': n}. A non-finite training loss ends
+    the run after that epoch's record is written, with status 'diverged'.
+    """
+    net = rule.net
+    device = next(net.parameters()).device
+    optimizer = make_optimizer(cfg.optimizer, rule.params, cfg.lr)
+    rng = np.random.RandomState(cfg.seed)
+    test_rng = np.random.RandomState(cfg.seed + TEST_RNG_OFFSET)
+    status, epochs_done = "complete", 0
+    for epoch in range(1, cfg.epochs + 1):
+        _sync(device)
+        start = time.perf_counter()
+        loss_sum, steps = torch.zeros((), device=device), 0
+        for x, labels in data.train.batches(rng, cfg.batch_size):
+            step = rule.pseudo_gradients(x, data.targets(labels))
+            for param, grad in zip(rule.params, step.grads):
+                param.grad = grad
+            optimizer.step()
+            loss_sum += step.loss
+            steps += 1
+            if progress is not None:
+                progress.update(1)
+        train_loss = loss_sum.item() / max(steps, 1)
+        val_acc = accuracy(net, data.val, cfg.batch_size, rng)
+        test_acc = accuracy(net, data.test, cfg.batch_size, test_rng) if cfg.eval_test and data.test else None
+        _sync(device)
+        epochs_done = epoch
+        on_epoch({"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc, "test_acc": test_acc,
+                  "seconds": time.perf_counter() - start})
+        if not math.isfinite(train_loss):
+            status = "diverged"
+            break
+    return {"status": status, "epochs_done": epochs_done}
