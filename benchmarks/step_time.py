@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Time and memory of one training step for every CNN rule, as ratios to Normal (backprop).
+
+    python benchmarks/step_time.py                       # CPU (or the GPU if there is one)
+    python benchmarks/step_time.py --device cpu --widths 16 64 --rounds 5
+
+One step = rule.pseudo_gradients on a batch of 100 CIFAR-shaped images + an SGD step, exactly
+what the training loop does. All rules are timed in the same process, in interleaved rounds
+(every rule once per round) so drift hits them alike; the median over rounds is reported. On a GPU
+the clock is a pair of CUDA events and memory is torch's peak allocation during the steps. On a
+CPU, memory is the peak resident-set growth of a fresh child process that builds the net and
+rule and runs the steps (torch's CPU allocator keeps no statistics), measured per rule.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+from walign.nets import ConvNet, NetSpec  # noqa: E402
+from walign.rules import build_rule  # noqa: E402
+
+RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer"]
+
+
+def make(rule_name, width, device, batch):
+    torch.manual_seed(0)
+    net = ConvNet(NetSpec("cifar", width)).to(device)
+    rule = build_rule(rule_name, net, 99)
+    opt = torch.optim.SGD(rule.params, lr=0.1)
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.nn.functional.one_hot(torch.arange(batch, device=device) % 10, 10).float() - 0.1
+    return rule, opt, x, y
+
+
+def step(rule, opt, x, y):
+    for p, g in zip(rule.params, rule.pseudo_gradients(x, y).grads):
+        p.grad = g
+    opt.step()
+
+
+def timed(fn, device, steps):
+    """Milliseconds per call over ``steps`` calls."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(steps):
+            fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / steps
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - t0) * 1000 / steps
+
+
+def gpu_peak_mb(rule_name, width, device, batch):
+    torch.cuda.empty_cache()
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    rule, opt, x, y = make(rule_name, width, device, batch)
+    for _ in range(3):
+        step(rule, opt, x, y)
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - base
+    del rule, opt, x, y
+    return peak / 2**20
+
+
+def cpu_peak_mb(rule_name, width, batch):
+    out = subprocess.run([sys.executable, __file__, "--child", rule_name, str(width), str(batch)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def child(rule_name, width, batch):
+    """Peak RSS growth (MB) from just before building the net to after 3 steps."""
+    torch.rand(1)  # torch fully loaded before the baseline
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rule, opt, x, y = make(rule_name, width, torch.device("cpu"), batch)
+    for _ in range(3):
+        step(rule, opt, x, y)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+
+
+def machine(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "cpu"
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--widths", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is kept")
+    ap.add_argument("--rules", nargs="+", default=RULES)
+    ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child[0], int(args.child[1]), int(args.child[2]))
+    device = torch.device(args.device)
+    rules = ["normal"] + [r for r in args.rules if r != "normal"]
+    print(f"# step time and peak memory, batch {args.batch}, CIFAR 7-conv net")
+    print(f"# machine: {machine(device)}; torch {torch.__version__}; device {device}")
+    rows = []
+    for width in args.widths:
+        built = {r: make(r, width, device, args.batch) for r in rules}
+        for r in rules:  # warm-up
+            step(*built[r])
+        times = {r: [] for r in rules}
+        for _ in range(args.rounds):
+            for r in rules:
+                times[r].append(timed(lambda: step(*built[r]), device, args.steps))
+        del built
+        for r in rules:
+            ms = statistics.median(times[r])
+            mb = gpu_peak_mb(r, width, device, args.batch) if device.type == "cuda" else cpu_peak_mb(r, width, args.batch)
+            rows.append({"width": width, "rule": r, "ms_per_step": ms, "peak_mb": mb})
+        base = next(x for x in rows if x["width"] == width and x["rule"] == "normal")
+        for x in rows:
+            if x["width"] == width:
+                x["time_ratio"] = x["ms_per_step"] / base["ms_per_step"]
+                x["memory_ratio"] = x["peak_mb"] / base["peak_mb"]
+    print("| width | rule | ms/step | x Normal | peak MB | x Normal |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for x in rows:
+        print(f"| {x['width']} | {x['rule']} | {x['ms_per_step']:.1f} | {x['time_ratio']:.2f} "
+              f"| {x['peak_mb']:.1f} | {x['memory_ratio']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(device), "torch": torch.__version__, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
