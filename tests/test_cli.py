@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["width=8", "epochs=1", "progress=none", "device=cpu"]
+FAST = ["width=8", "epochs=1", "lr=1", "batch_size=100", "progress=none", "device=cpu"]
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json")
 RECORD_KEYS = {"epoch", "train_loss", "val_acc", "test_acc", "seconds"}
 
@@ -168,6 +168,7 @@ def test_diverging_run_is_recorded_as_diverged(tmp_path):
         ("small_cifar10", 1e30, 100, 200)
     records = read_records(directory)
     assert 1 <= len(records) == summary["epochs_done"] < 3  # stopped at the first non-finite loss
-    assert not math.isfinite(records[-1]["train_loss"])
+    assert records[-1]["train_loss"] is None  # non-finite, written as null: the files stay strict JSON
     assert all(math.isfinite(r["train_loss"]) for r in records[:-1])
+    json.loads((directory / "summary.json").read_text(), parse_constant=pytest.fail)  # no NaN/Infinity
     assert not (directory / "error.log").exists()

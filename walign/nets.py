@@ -44,11 +44,36 @@ def same_padding(size: int, stride: int, kernel: int = KERNEL) -> tuple[int, int
     return total // 2, total - total // 2
 
 
+class _BatchStatNorm(torch.autograd.Function):
+    """Per-element batch norm with a hand-written backward.
+
+    Autograd through the centre/square/mean/rsqrt chain keeps several full-size intermediates
+    and runs one kernel per op; the closed form needs only h and 1/sigma:
+    du = (dh - mean_b dh - h * mean_b(dh * h)) / sigma.
+    """
+
+    @staticmethod
+    def forward(ctx, u):
+        centred = u - u.mean(0, keepdim=True)
+        rstd = torch.rsqrt(centred.square().mean(0, keepdim=True) + BN_EPS)
+        h = centred.mul_(rstd)
+        ctx.save_for_backward(h, rstd)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, rstd = ctx.saved_tensors
+        inner = grad - grad.mean(0, keepdim=True) - h * (grad * h).mean(0, keepdim=True)
+        return inner.mul_(rstd)
+
+
 def batch_stat_norm(u: torch.Tensor) -> torch.Tensor:
-    """Normalise each feature-map element over the batch axis (biased variance, no affine)."""
-    mean = u.mean(0, keepdim=True)
-    var = u.var(0, unbiased=False, keepdim=True)
-    return (u - mean) / torch.sqrt(var + BN_EPS)
+    """Normalise each feature-map element over the batch axis (biased variance, no affine).
+
+    Statistics come from the batch at training and evaluation alike; gradients flow through the
+    mean and the variance (the full batch-coupled backward).
+    """
+    return _BatchStatNorm.apply(u)
 
 
 @dataclass(frozen=True)
