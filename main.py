@@ -68,6 +68,16 @@ def check_overrides(args: list[str]) -> None:
             fail(f"no config key {key!r}; keys: {', '.join(keys)}")
 
 
+def headline(summary: dict) -> str:
+    """The run's main result in words."""
+    if "min_test_loss" in summary:
+        low = lambda key: "n/a" if summary[key] is None else f"{summary[key]:.4f}"  # noqa: E731
+        return f"min train loss {low('min_train_loss')}, min test loss {low('min_test_loss')}"
+    acc = summary.get("best_val_acc")
+    acc = "n/a" if acc is None else f"{100 * acc:.2f}% (epoch {summary['best_val_epoch']})"
+    return f"best validation accuracy {acc}"
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig):
     from hydra.core.hydra_config import HydraConfig
@@ -88,9 +98,7 @@ def main(cfg: DictConfig):
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(1)
     else:
-        acc = summary.get("best_val_acc")
-        acc = "n/a" if acc is None else f"{100 * acc:.2f}% (epoch {summary['best_val_epoch']})"
-        print(f"{status}: best validation accuracy {acc} -> {summary['run_dir']}", flush=True)
+        print(f"{status}: {headline(summary)} -> {summary['run_dir']}", flush=True)
     return status
 
 

@@ -9,14 +9,13 @@ what the training loop does. All rules are timed in the same process, in interle
 (every rule once per round) so drift hits them alike; the median over rounds is reported. On a GPU
 the clock is a pair of CUDA events and memory is torch's peak allocation during the steps. On a
 CPU, memory is the peak resident-set growth of a fresh child process that builds the net and
-rule and runs the steps (torch's CPU allocator keeps no statistics), measured per rule.
+rule and runs three steps (torch's CPU allocator keeps no statistics; Linux only).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -83,14 +82,22 @@ def cpu_peak_mb(rule_name, width, batch):
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def _status_mb(key):
+    with open("/proc/self/status") as f:
+        return int(next(l.split()[1] for l in f if l.startswith(key + ":"))) / 1024
+
+
 def child(rule_name, width, batch):
-    """Peak RSS growth (MB) from just before building the net to after 3 steps."""
+    """Peak RSS growth (MB) from just before building the net to after 3 steps (Linux: the
+    high-water mark is reset through /proc/self/clear_refs so imports do not count)."""
     torch.rand(1)  # torch fully loaded before the baseline
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _status_mb("VmRSS")
     rule, opt, x, y = make(rule_name, width, torch.device("cpu"), batch)
     for _ in range(3):
         step(rule, opt, x, y)
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+    print(_status_mb("VmHWM") - base)
 
 
 def machine(device):

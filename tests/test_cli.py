@@ -172,3 +172,20 @@ def test_diverging_run_is_recorded_as_diverged(tmp_path):
     assert all(math.isfinite(r["train_loss"]) for r in records[:-1])
     json.loads((directory / "summary.json").read_text(), parse_constant=pytest.fail)  # no NaN/Infinity
     assert not (directory / "error.log").exists()
+
+
+def test_integer_and_float_learning_rates_name_the_same_run():
+    from omegaconf import OmegaConf
+    from walign.app import RunSpec
+    from walign.runs import run_dir
+
+    def directory(lr):
+        cfg = OmegaConf.load(REPO / "conf" / "config.yaml")
+        cfg.dataset = OmegaConf.load(REPO / "conf" / "dataset" / "embedded.yaml")
+        cfg.rule = OmegaConf.load(REPO / "conf" / "rule" / "align_ada.yaml")
+        del cfg["defaults"], cfg["hydra"]
+        cfg.lr = lr
+        spec = RunSpec.from_config(cfg)
+        return run_dir("results", spec.identity(50))
+    assert directory(5) == directory(5.0)
+    assert directory(5) != directory(2.0)

@@ -23,8 +23,10 @@ from .runs import append_jsonl, best, read_summary, run_dir, write_atomic, write
 from .train import OPTIMIZERS, TrainConfig, train
 
 FINISHED = ("complete", "diverged")  # a rerun of a run with one of these statuses is skipped
-DATASETS = ("cifar10", "embedded", "imagenet", "kmnist", "small_cifar10")
-LOADING_KEYS = ("name", "root", "verify_md5", "workers", "epochs", "batch_size")  # not part of identity
+DATASETS = ("add", "cifar10", "embedded", "imagenet", "kmnist", "small_cifar10")
+RNN_DATASETS = ("add",)
+# dataset keys that are defaults for top-level values or say where/how to load: not identity
+LOADING_KEYS = ("name", "root", "verify_md5", "workers", "epochs", "batch_size", "lr")
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,11 @@ class RunSpec:
         optimizer = c.get("optimizer", "auto")
         if optimizer == "auto":
             optimizer = "adam" if c.get("parameterization") == "standard" else "sgd"
+        lr = c["lr"]
+        if isinstance(lr, int) and not isinstance(lr, bool):
+            lr = float(lr)  # lr=5 and lr=5.0 are the same run (and the same directory)
         spec = cls(
-            dataset=ds["name"], rule=rule.pop("name"), width=c["width"], lr=c["lr"], epochs=c["epochs"],
+            dataset=ds["name"], rule=rule.pop("name"), width=c["width"], lr=lr, epochs=c["epochs"],
             batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"],
             parameterization=c["parameterization"], optimizer=optimizer, device=str(c["device"]),
             results_dir=str(c["results_dir"]), data_root=ds.get("root"),
@@ -74,8 +79,9 @@ class RunSpec:
                 raise ConfigError(message)
         need(self.rule in RULES, f"unknown rule {self.rule!r}; valid rules: {', '.join(sorted(RULES))}")
         need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
-        need(self.rule in rules_for("cnn"), f"rule {self.rule} cannot train dataset {self.dataset}; "
-             f"rules that can: {', '.join(rules_for('cnn'))}")
+        family = "rnn" if self.dataset in RNN_DATASETS else "cnn"
+        need(self.rule in rules_for(family), f"rule {self.rule} cannot train dataset {self.dataset}; "
+             f"rules that can: {', '.join(rules_for(family))}")
         need(isinstance(self.width, int) and not isinstance(self.width, bool) and self.width > 0,
              f"width must be a positive integer, got {self.width!r}")
         need(isinstance(self.lr, (int, float)) and self.lr > 0, f"lr must be a positive number, got {self.lr!r}")
@@ -130,8 +136,12 @@ class Progress:
             self.bar.update(n)
 
     def epoch(self, record: dict, epochs: int) -> None:
-        acc = "-" if record["val_acc"] is None else f"{100 * record['val_acc']:.1f}%"
-        text = f"epoch {record['epoch']}/{epochs} loss {record['train_loss']:.4f} val {acc}"
+        def show(key, value):
+            if value is None:
+                return f"{key} -"
+            return f"{key} {100 * value:.1f}%" if key.endswith("acc") else f"{key} {value:.4f}"
+        text = " ".join([f"epoch {record['epoch']}/{epochs}"] + [
+            show(k, v) for k, v in record.items() if k not in ("epoch", "seconds")])
         if self.bar is not None:
             self.bar.set_postfix_str(text)
         elif self.lines:
@@ -142,12 +152,20 @@ class Progress:
             self.bar.close()
 
 
+def build_net(spec: RunSpec, data, batch_size: int) -> torch.nn.Module:
+    """The network the data set calls for: the RNN for the Add task, else the paper's CNN."""
+    if data.family == "rnn":
+        from .rnn import AddRNN
+        return AddRNN(spec.width, batch_size).to(data.dtype)
+    return ConvNet(NetSpec(data.arch, spec.width, data.in_channels, data.image_size, data.num_classes,
+                           spec.activation, spec.parameterization))
+
+
 def execute(spec: RunSpec, config_yaml: str = "") -> dict:
     """Run (or find already finished) the run ``spec`` defines; return its summary."""
     device = resolve_device(spec.device)
-    data = load_data(spec.dataset, device, root=spec.data_root, verify_md5=spec.verify_md5,
-                     train_size=spec.data_options.get("train_size"))
-    batch_size = data.batch_size or spec.batch_size or 100
+    data = load_data(spec.dataset, device, root=spec.data_root, verify_md5=spec.verify_md5, **spec.data_options)
+    batch_size = getattr(data, "dataset_batch_size", None) or spec.batch_size or 100
     if batch_size > len(data.train):
         raise ConfigError(f"batch_size {batch_size} exceeds the {len(data.train)} training examples")
     identity = spec.identity(batch_size)
@@ -173,8 +191,7 @@ def execute(spec: RunSpec, config_yaml: str = "") -> dict:
 
     try:
         torch.manual_seed(spec.seed)
-        net = ConvNet(NetSpec(data.arch, spec.width, data.in_channels, data.image_size, data.num_classes,
-                              spec.activation, spec.parameterization)).to(device)
+        net = build_net(spec, data, batch_size).to(device)
         rule = build_rule(spec.rule, net, spec.seed, **spec.rule_options)
         outcome = train(rule, data, TrainConfig(spec.epochs, spec.lr, batch_size, spec.optimizer, spec.seed,
                                                 spec.eval_test), on_epoch, progress)
@@ -185,22 +202,7 @@ def execute(spec: RunSpec, config_yaml: str = "") -> dict:
     finally:
         progress.close()
     summary.update(outcome)
-    summary.update(results_from(records))
+    summary.update(data.summarize(records))
     summary["wall_seconds"] = round(time.time() - started, 3)
     write_json(directory / "summary.json", summary)
     return summary
-
-
-def results_from(records: list[dict]) -> dict:
-    """Best and final accuracies over the epoch records (best = max over epochs, SPEC 4.4)."""
-    out = {"best_val_acc": best(records, "val_acc"), "best_val_epoch": None, "final_val_acc": None,
-           "test_acc_at_best_val": None, "best_test_acc": best(records, "test_acc"), "final_test_acc": None,
-           "final_train_loss": None}
-    if records:
-        last = records[-1]
-        out.update(final_val_acc=last["val_acc"], final_test_acc=last["test_acc"], final_train_loss=last["train_loss"])
-        if out["best_val_acc"] is not None:
-            top = next(r for r in records if r["val_acc"] == out["best_val_acc"])
-            out.update(best_val_epoch=top["epoch"], test_acc_at_best_val=top["test_acc"])
-    return out
-

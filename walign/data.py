@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .runs import best
 
 CIFAR_VALIDATION = 5000
 KMNIST_VALIDATION = 5000
@@ -79,11 +80,45 @@ class Data:
     image_size: int
     arch: str
     label_offset: float = 0.1  # targets are one-hot minus this (ImageNet: plain one-hot)
-    batch_size: int | None = None  # a data set may dictate its batch size (small CIFAR)
+    dataset_batch_size: int | None = None  # a data set may dictate its batch size (small CIFAR)
+
+    family = "cnn"
 
     def targets(self, labels: torch.Tensor) -> torch.Tensor:
         onehot = torch.nn.functional.one_hot(labels, self.num_classes).float()
         return onehot - self.label_offset
+
+    def evaluate(self, net, batch_size: int, rng, test_rng, eval_test: bool = True) -> dict:
+        """Validation accuracy from the training RNG stream; official-test accuracy from its own."""
+        test = accuracy(net, self.test, batch_size, test_rng) if eval_test and self.test is not None else None
+        return {"val_acc": accuracy(net, self.val, batch_size, rng), "test_acc": test}
+
+    @staticmethod
+    def summarize(records: list[dict]) -> dict:
+        """Best (over epochs, SPEC 4.4) and final accuracies."""
+        out = {"best_val_acc": best(records, "val_acc"), "best_val_epoch": None, "final_val_acc": None,
+               "test_acc_at_best_val": None, "best_test_acc": best(records, "test_acc"),
+               "final_test_acc": None, "final_train_loss": None}
+        if records:
+            last = records[-1]
+            out.update(final_val_acc=last["val_acc"], final_test_acc=last["test_acc"],
+                       final_train_loss=last["train_loss"])
+            if out["best_val_acc"] is not None:
+                top = next(r for r in records if r["val_acc"] == out["best_val_acc"])
+                out.update(best_val_epoch=top["epoch"], test_acc_at_best_val=top["test_acc"])
+        return out
+
+
+@torch.no_grad()
+def accuracy(net: torch.nn.Module, split, batch_size: int, rng: np.random.RandomState) -> float | None:
+    """Mean over random equal-sized batches of top-1 accuracy (batch-statistics BN: batch
+    composition matters, so evaluation batches are drawn like training batches)."""
+    correct = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
+    count = 0
+    for x, labels in split.batches(rng, batch_size):
+        correct += (net(x).argmax(1) == labels).sum()
+        count += len(labels)
+    return correct.item() / count if count else None
 
 
 def _nchw(images: np.ndarray) -> torch.Tensor:
@@ -166,7 +201,7 @@ def load_cifar10(root: str, device, verify_md5: bool = True, train_size: int | N
     return Data(name, TensorSplit(_nchw(x_train), torch.from_numpy(y_train), device),
                 TensorSplit(_nchw(x_val), torch.from_numpy(y_val), device),
                 TensorSplit(_nchw(x_test), torch.from_numpy(y_test), device),
-                10, 3, 32, "cifar", batch_size=batch_size)
+                10, 3, 32, "cifar", dataset_batch_size=batch_size)
 
 
 def small_cifar_batch_size(n: int, preferred: int = 100) -> int:
@@ -218,8 +253,11 @@ def load_imagenet(root: str, device, workers: int = 8) -> Data:
 
 
 def load(name: str, device, root: str | None = None, verify_md5: bool = True,
-         train_size: int | None = None, workers: int = 8) -> Data:
-    """Load data set ``name`` onto ``device``."""
+         train_size: int | None = None, workers: int = 8, **options):
+    """Load data set (or task) ``name`` onto ``device``; ``options`` go to the Add task."""
+    if name == "add":
+        from .rnn import AddTask
+        return AddTask.load(device, train_size=train_size or 300, **options)
     if name == "embedded":
         return load_embedded(device)
     if name in ("cifar10", "small_cifar10", "kmnist", "imagenet") and not root:
@@ -234,4 +272,4 @@ def load(name: str, device, root: str | None = None, verify_md5: bool = True,
         return load_kmnist(root, device)
     if name == "imagenet":
         return load_imagenet(root, device, workers)
-    raise ConfigError(f"unknown dataset {name!r}; valid: cifar10, embedded, imagenet, kmnist, small_cifar10")
+    raise ConfigError(f"unknown dataset {name!r}; valid: add, cifar10, embedded, imagenet, kmnist, small_cifar10")

@@ -101,6 +101,7 @@ class NetSpec:
 
 class ConvNet(nn.Module):
     """Conv -> per-element batch norm -> activation, repeated; global average pool; linear head."""
+    family = "cnn"
 
     def __init__(self, spec: NetSpec):
         super().__init__()

@@ -1,4 +1,4 @@
-"""The training loop: any rule, any optimizer, per-epoch evaluation (SPEC section 4).
+"""The training loop: any rule, any task, any optimizer, per-epoch evaluation (SPEC section 4).
 
 The loop knows rules only through ``Rule.pseudo_gradients``. Batch order follows the released
 code: a numpy RNG seeded with the run seed right before training, one permutation of the training
@@ -16,7 +16,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data import Data
 from .rules import Rule
 
 OPTIMIZERS = ("sgd", "adam")
@@ -42,26 +41,18 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
-@torch.no_grad()
-def accuracy(net: torch.nn.Module, split, batch_size: int, rng: np.random.RandomState) -> float | None:
-    """Mean over random equal-sized batches of top-1 accuracy (batch-statistics BN: batch
-    composition matters, so evaluation batches are drawn like training batches)."""
-    correct = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
-    count = 0
-    for x, labels in split.batches(rng, batch_size):
-        correct += (net(x).argmax(1) == labels).sum()
-        count += len(labels)
-    return correct.item() / count if count else None
-
-
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def train(rule: Rule, data: Data, cfg: TrainConfig, on_epoch: Callable[[dict], None],
-          progress=None) -> dict:
+def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict], None], progress=None) -> dict:
     """Train for ``cfg.epochs`` epochs; call ``on_epoch(record)`` after each one.
+
+    ``data`` is a task: ``data.train.batches(rng, batch_size)`` yields (inputs, labels),
+    ``data.targets(labels)`` gives the regression targets, and ``data.evaluate(net, batch_size,
+    rng, test_rng, eval_test)`` returns the epoch's evaluation metrics (classification
+    accuracies, or the Add task's losses).
 
     Returns {'status': 'complete' | 'diverged', 'epochs_done': n}. A non-finite training loss ends
     the run after that epoch's record is written, with status 'diverged'.
@@ -86,12 +77,10 @@ def train(rule: Rule, data: Data, cfg: TrainConfig, on_epoch: Callable[[dict], N
             if progress is not None:
                 progress.update(1)
         train_loss = loss_sum.item() / max(steps, 1)
-        val_acc = accuracy(net, data.val, cfg.batch_size, rng)
-        test_acc = accuracy(net, data.test, cfg.batch_size, test_rng) if cfg.eval_test and data.test else None
+        metrics = data.evaluate(net, cfg.batch_size, rng, test_rng, cfg.eval_test)
         _sync(device)
         epochs_done = epoch
-        on_epoch({"epoch": epoch, "train_loss": train_loss, "val_acc": val_acc, "test_acc": test_acc,
-                  "seconds": time.perf_counter() - start})
+        on_epoch({"epoch": epoch, "train_loss": train_loss, **metrics, "seconds": time.perf_counter() - start})
         if not math.isfinite(train_loss):
             status = "diverged"
             break

@@ -12,21 +12,25 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-RULES: dict[str, type["Rule"]] = {}
+RULES: dict[str, dict[str, type["Rule"]]] = {}  # rule name -> model family -> implementation
 
 
-def register(name: str):
-    """Class decorator: make a rule available under ``name`` (the config's ``rule.name``)."""
+def register(name: str, family: str = "cnn"):
+    """Class decorator: make a rule available under ``name`` for models of ``family``.
+
+    One name can have an implementation per family ('normal' is backprop for CNNs and BPTT for
+    the RNN); a model declares its family in its ``family`` attribute.
+    """
     def add(cls):
-        cls.name = name
-        RULES[name] = cls
+        cls.name, cls.family = name, family
+        RULES.setdefault(name, {})[family] = cls
         return cls
     return add
 
 
 def rules_for(family: str) -> list[str]:
     """Names of the rules that can train a model of this family ('cnn' or 'rnn')."""
-    return sorted(name for name, cls in RULES.items() if family in cls.families)
+    return sorted(name for name, families in RULES.items() if family in families)
 
 
 def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -49,9 +53,10 @@ class Step:
 
 
 class Rule:
-    """Base class. Subclasses set ``families`` and implement ``pseudo_gradients``."""
+    """Base class. Subclasses are registered with ``register`` and implement ``create`` and
+    ``pseudo_gradients``."""
     name = "?"
-    families: tuple[str, ...] = ("cnn",)
+    family = "?"
 
     def __init__(self, net: nn.Module):
         self.net = net

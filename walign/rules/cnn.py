@@ -29,7 +29,7 @@ def _local_forward(net: ConvNet, x: torch.Tensor):
     return hs, acts, p, net.head(p.detach())
 
 
-@register("normal")
+@register("normal", "cnn")
 class Normal(Rule):
     """Backprop: the exact gradient of the loss."""
 
@@ -44,7 +44,7 @@ class Normal(Rule):
         return Step(loss.detach(), logits.detach(), list(torch.autograd.grad(loss, self.params)))
 
 
-@register("last_layer")
+@register("last_layer", "cnn")
 class LastLayer(Rule):
     """Train the linear head only; the conv layers keep their initial weights."""
 
@@ -66,7 +66,7 @@ class LastLayer(Rule):
         return Step(loss.detach(), logits.detach(), self.aligned(head, torch.autograd.grad(loss, head)))
 
 
-@register("align_zero")
+@register("align_zero", "cnn")
 class AlignZero(Rule):
     """theta <- theta - lr * J_{theta0}(x)^T e: the frozen initial network's parameter gradient,
     driven by the current network's output error (eq. 15)."""
@@ -89,7 +89,7 @@ class AlignZero(Rule):
         return Step(mse(logits, target), logits, list(grads))
 
 
-@register("align_ada")
+@register("align_ada", "cnn")
 class AlignAda(Rule):
     """Frozen feedback, current local quantities (eq. 16, as the released code wires it).
 
@@ -148,7 +148,7 @@ class _FeedbackRule(Rule):
         return Step(loss.detach(), logits.detach(), list(torch.autograd.grad(loss, self.params)))
 
 
-@register("align_prop")
+@register("align_prop", "cnn")
 class AlignProp(_FeedbackRule):
     """Feedback alignment whose feedback weights are the network's own initial weights."""
 
@@ -159,7 +159,7 @@ class AlignProp(_FeedbackRule):
         return cls(net, initial)
 
 
-@register("fa")
+@register("fa", "cnn")
 class FeedbackAlignment(_FeedbackRule):
     """Feedback alignment with independent N(0, 1) feedback weights, drawn interleaved with the
     forward weights as the released code does (so FA's forward init differs from layer 2 on)."""
@@ -169,7 +169,7 @@ class FeedbackAlignment(_FeedbackRule):
         return cls(net, initialize(net, seed, interleave="feedback"))
 
 
-@register("dfa")
+@register("dfa", "cnn")
 class DirectFeedbackAlignment(Rule):
     """Every conv layer receives e projected by its own fixed random matrix D_l.
 
