@@ -126,7 +126,7 @@ def test_cifar10_split_is_validation_first_then_training(cifar_root):
     data = load_cifar10(str(root), "cpu", verify_md5=False)
     assert isinstance(data, Data)
     assert (data.name, data.num_classes, data.in_channels, data.image_size, data.arch) == ("cifar10", 10, 3, 32, "cifar")
-    assert data.batch_size is None and data.label_offset == pytest.approx(0.1)
+    assert data.dataset_batch_size is None and data.label_offset == pytest.approx(0.1)
     n_train = TRAIN_BATCHES * PER_BATCH
     assert (len(data.val), len(data.train), len(data.test)) == (5000, n_train - 5000, N_TEST)
 
@@ -202,7 +202,7 @@ def test_small_cifar_takes_prefixes_of_both_splits(cifar_root, n):
     root, _ = cifar_root
     data = load_cifar10(str(root), "cpu", verify_md5=False, train_size=n)
     assert data.name == "small_cifar10"
-    assert data.batch_size == small_cifar_batch_size(n)
+    assert data.dataset_batch_size == small_cifar_batch_size(n)
     np.testing.assert_array_equal(decode_index(data.train.images), np.arange(5000, 5000 + n))
     np.testing.assert_array_equal(data.train.labels.numpy(), cifar_label(np.arange(5000, 5000 + n)))
     np.testing.assert_array_equal(decode_index(data.val.images), np.arange(min(n, 5000)))
@@ -213,7 +213,7 @@ def test_small_cifar_takes_prefixes_of_both_splits(cifar_root, n):
 def test_small_cifar_through_load_and_its_limits(cifar_root):
     root, _ = cifar_root
     data = load("small_cifar10", "cpu", root=str(root), verify_md5=False, train_size=150)
-    assert (len(data.train), len(data.val), data.batch_size) == (150, 150, 50)
+    assert (len(data.train), len(data.val), data.dataset_batch_size) == (150, 150, 50)
     for bad in (0, -5, TRAIN_BATCHES * PER_BATCH - 5000 + 1):
         with pytest.raises(ConfigError, match="train_size"):
             load_cifar10(str(root), "cpu", verify_md5=False, train_size=bad)

@@ -169,12 +169,16 @@ def test_every_recurrent_rule_lowers_the_training_loss(name):
     assert losses[-1] < 0.9 * losses[0], losses
 
 
-def test_a_diverging_run_keeps_its_best_losses(tmp_path):
-    spec = RunSpec(dataset="add", rule="normal", width=16, lr=0.013, epochs=30, batch_size=50, seed=99,
-                   results_dir=str(tmp_path), progress="none",
+def add_run(results_dir, rule, width, lr, epochs) -> RunSpec:
+    """An Add-task run with the default (Table 8) data settings."""
+    return RunSpec(dataset="add", rule=rule, width=width, lr=lr, epochs=epochs, batch_size=50, seed=99,
+                   results_dir=str(results_dir), progress="none",
                    data_options={"generator": "faithful", "data_seed": 99, "sequences": 400, "length": 100,
                                  "train_size": 300, "precision": "float64"})
-    summary = execute(spec)
+
+
+def test_a_diverging_run_keeps_its_best_losses(tmp_path):
+    summary = execute(add_run(tmp_path, rule="normal", width=16, lr=0.013, epochs=30))
     assert summary["status"] == "diverged"
     records = [json.loads(l) for l in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
     finite = [r["test_loss"] for r in records if r["test_loss"] is not None]
@@ -184,11 +188,7 @@ def test_a_diverging_run_keeps_its_best_losses(tmp_path):
 
 def test_table_8_align_zero_width_16_reaches_the_papers_minimum_test_loss(tmp_path):
     """Regression pin: Align-zero at width 16 reaches its minimum near epoch 85 (Table 8: 2.211)."""
-    spec = RunSpec(dataset="add", rule="align_zero", width=16, lr=0.001, epochs=100, batch_size=50, seed=99,
-                   results_dir=str(tmp_path), progress="none",
-                   data_options={"generator": "faithful", "data_seed": 99, "sequences": 400, "length": 100,
-                                 "train_size": 300, "precision": "float64"})
-    summary = execute(spec)
+    summary = execute(add_run(tmp_path, rule="align_zero", width=16, lr=0.001, epochs=100))
     assert summary["status"] == "complete"
     assert abs(summary["min_test_loss"] - 2.211) < 0.001, summary["min_test_loss"]
     assert 75 <= summary["min_test_epoch"] <= 95
