@@ -7,6 +7,7 @@ know which rule produced them.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -78,7 +79,6 @@ class Rule:
 
 def frozen_copy(net: nn.Module, requires_grad: bool = False) -> nn.Module:
     """An independent copy of the network at its current (initial) parameters, never stepped."""
-    import copy
     frozen = copy.deepcopy(net)
     frozen.requires_grad_(requires_grad)
     return frozen

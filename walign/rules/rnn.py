@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from ..rnn import AddRNN, initialize_rnn, sequence_loss
+from ..rnn import initialize_rnn, sequence_loss
 from .base import Rule, Step, frozen_copy, register
 
 
 class _RNNRule(Rule):
-    def __init__(self, net: AddRNN):
-        super().__init__(net)
+    """Shared construction: the released RNN initialisation, then the rule's own state."""
 
     @classmethod
     def create(cls, net, seed, **options):
