@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 CONF = Path(__file__).resolve().parent / "conf"
-GROUPS = ("dataset", "rule")
+GROUPS = ("dataset", "rule", "task")
 
 
 def fail(message: str, code: int = 2):
@@ -53,6 +53,13 @@ def check_overrides(args: list[str]) -> None:
                     fail(f"unknown {key} {value!r}; valid {key}s: {', '.join(valid)}")
             values = _values(o)
             choices[key] = values[0] if values else choices[key]
+    explicit = {o.key_or_group for o in overrides}
+    task = OmegaConf.to_container(OmegaConf.load(CONF / "task" / f"{choices['task']}.yaml"))
+    for entry in (task or {}).get("defaults", []):  # a task may pick another option of a group
+        for key, value in (entry.items() if isinstance(entry, dict) else ()):
+            group = key.replace("override /", "")
+            if key.startswith("override /") and group in GROUPS and group not in explicit:
+                choices[group] = value
     for o in overrides:
         key = o.key_or_group
         if o.is_hydra_override() or o.is_add() or o.is_delete() or key in GROUPS:

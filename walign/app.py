@@ -17,7 +17,7 @@ import torch
 from . import __version__
 from .data import load as load_data
 from .errors import ConfigError
-from .nets import ACTIVATIONS, PARAMETERIZATIONS, ConvNet, NetSpec
+from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS, ConvNet, NetSpec
 from .rules import RULES, build_rule, rules_for
 from .runs import append_jsonl, best, read_summary, run_dir, write_atomic, write_json
 from .train import OPTIMIZERS, TrainConfig, train
@@ -40,6 +40,7 @@ class RunSpec:
     batch_size: int | None
     seed: int
     activation: str = "relu"
+    arch: str = "auto"
     parameterization: str = "ntk"
     optimizer: str = "sgd"
     device: str = "auto"
@@ -64,7 +65,7 @@ class RunSpec:
             lr = float(lr)  # lr=5 and lr=5.0 are the same run (and the same directory)
         spec = cls(
             dataset=ds["name"], rule=rule.pop("name"), width=c["width"], lr=lr, epochs=c["epochs"],
-            batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"],
+            batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"], arch=str(c.get("arch", "auto")),
             parameterization=c["parameterization"], optimizer=optimizer, device=str(c["device"]),
             results_dir=str(c["results_dir"]), data_root=ds.get("root"),
             verify_md5=bool(ds.get("verify_md5", True)),
@@ -89,6 +90,8 @@ class RunSpec:
         need(self.batch_size is None or (isinstance(self.batch_size, int) and self.batch_size > 0),
              f"batch_size must be a positive integer, got {self.batch_size!r}")
         need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
+        need(self.arch == "auto" or self.arch in ARCHITECTURES,
+             f"arch must be auto or one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         need(self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         need(self.parameterization in PARAMETERIZATIONS,
              f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}")
@@ -103,7 +106,7 @@ class RunSpec:
         return {"dataset": self.dataset, **self.data_options, "rule": self.rule, **self.rule_options,
                 "width": self.width, "lr": self.lr, "epochs": self.epochs, "batch_size": batch_size,
                 "seed": self.seed, "activation": self.activation, "parameterization": self.parameterization,
-                "optimizer": self.optimizer}
+                "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {})}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -139,6 +142,9 @@ class Progress:
         def show(key, value):
             if value is None:
                 return f"{key} -"
+            if isinstance(value, dict):  # e.g. alignment scores: show the first per-layer list
+                name, first = next(((k, v) for k, v in value.items() if isinstance(v, list)), (key, []))
+                return f"{key}.{name} [" + " ".join(f"{v:.2f}" for v in first) + "]"
             return f"{key} {100 * value:.1f}%" if key.endswith("acc") else f"{key} {value:.4f}"
         text = " ".join([f"epoch {record['epoch']}/{epochs}"] + [
             show(k, v) for k, v in record.items() if k not in ("epoch", "seconds")])
@@ -157,7 +163,7 @@ def build_net(spec: RunSpec, data, batch_size: int) -> torch.nn.Module:
     if data.family == "rnn":
         from .rnn import AddRNN
         return AddRNN(spec.width, batch_size).to(data.dtype)
-    return ConvNet(NetSpec(data.arch, spec.width, data.in_channels, data.image_size, data.num_classes,
+    return ConvNet(NetSpec(data.arch if spec.arch == "auto" else spec.arch, spec.width, data.in_channels, data.image_size, data.num_classes,
                            spec.activation, spec.parameterization))
 
 

@@ -78,6 +78,7 @@ def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict], None], 
                 progress.update(1)
         train_loss = loss_sum.item() / max(steps, 1)
         metrics = data.evaluate(net, cfg.batch_size, rng, test_rng, cfg.eval_test)
+        metrics.update(rule.epoch_metrics(epoch))
         _sync(device)
         epochs_done = epoch
         on_epoch({"epoch": epoch, "train_loss": train_loss, **metrics, "seconds": time.perf_counter() - start})

@@ -1,6 +1,6 @@
 """Learning rules. Importing this package registers every rule in ``RULES``."""
 from .base import RULES, Rule, Step, mse, output_error, register, rules_for  # noqa: F401
-from . import cnn, rnn  # noqa: F401  (register the CNN and RNN rules)
+from . import alignment, cnn, rnn  # noqa: F401  (register the rules)
 
 
 def build_rule(name: str, net, seed: int, **options) -> Rule:

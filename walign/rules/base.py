@@ -71,6 +71,10 @@ class Rule:
     def pseudo_gradients(self, x: torch.Tensor, target: torch.Tensor) -> Step:
         raise NotImplementedError
 
+    def epoch_metrics(self, epoch: int) -> dict:
+        """Extra values for this epoch's record (a measuring rule's scores); none by default."""
+        return {}
+
     def aligned(self, targets: list[torch.Tensor], grads) -> list[torch.Tensor | None]:
         """Gradients computed for ``targets`` laid out in the order of ``self.params``."""
         by_param = dict(zip(targets, grads))

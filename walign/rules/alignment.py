@@ -1,0 +1,94 @@
+"""Paired training for alignment measurements (SPEC 7.1-7.2): the gradient-descent network and
+W* step together from the same initial weights, both driven by the GD network's output error.
+
+This is a rule like the others: its parameters are the GD network's plus one W* kernel per conv
+layer, and ``pseudo_gradients`` returns the ordinary gradient for the former and
+J_{theta0}(x)^T e (the frozen network's kernel gradient) for the latter, so one SGD optimizer
+steps both. After the configured epochs, ``epoch_metrics`` scores every layer.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from ..alignment import kernel_score, operator_score, permuted
+from ..nets import initialize, same_padding
+from .base import Rule, Step, frozen_copy, mse, output_error, register
+
+
+@register("gd_wstar", "cnn")
+class GradientDescentWithWStar(Rule):
+    """Backprop on the network, plus W* = W(0) - lr * sum_t J_{W(0)}(x_t)^T e_t per conv layer."""
+
+    def __init__(self, net, score_epochs=(150,), iterations: int = 100, probes: int = 100,
+                 permuted_baseline: bool = True, score_layers: int | None = None,
+                 score_strides: list[int] | None = None, probe_seed: int = 0):
+        super().__init__(net)
+        self.frozen = frozen_copy(net, requires_grad=True)
+        self.star = [nn.Parameter(w.detach().clone()) for w in net.weights]
+        self.gd_params = self.params
+        self.params = self.gd_params + self.star
+        self.score_epochs = None if score_epochs == "all" else set(score_epochs or ())
+        self.iterations, self.probes, self.permuted_baseline = iterations, probes, permuted_baseline
+        self.layers = score_layers or net.depth
+        self.strides = list(score_strides or net.strides[:self.layers])
+        if len(self.strides) != self.layers or self.layers > net.depth:
+            raise ValueError(f"score_strides needs one stride per scored layer ({self.layers}), got {self.strides}")
+        self.input_shapes, self.pads = self._geometry()
+        self.generator = torch.Generator(device=net.fc_weight.device).manual_seed(probe_seed)
+
+    @classmethod
+    def create(cls, net, seed, score_epochs=(150,), iterations=100, probes=100, permuted=True,
+               score_layers=None, score_strides=None, **options):
+        initialize(net, seed)
+        epochs = score_epochs if score_epochs == "all" else list(score_epochs or ())
+        return cls(net, epochs, iterations, probes, permuted, score_layers, score_strides)
+
+    def _geometry(self):
+        """Input shape and SAME pads of every scored layer under the scoring strides."""
+        spec = self.net.spec
+        shapes, pads = [], []
+        channels, size = spec.in_channels, spec.image_size
+        for stride in self.strides:
+            shapes.append((channels, size, size))
+            p = same_padding(size, stride)
+            pads.append((p[0], p[1], p[0], p[1]))
+            channels, size = spec.width, -(-size // stride)
+        return shapes, pads
+
+    def pseudo_gradients(self, x, target):
+        logits = self.net(x)
+        loss = mse(logits, target)
+        grads = torch.autograd.grad(loss, self.gd_params)
+        e = output_error(logits.detach(), target)
+        star_grads = torch.autograd.grad(self.frozen(x), list(self.frozen.weights), grad_outputs=e)
+        return Step(loss.detach(), logits.detach(), list(grads) + list(star_grads))
+
+    @torch.no_grad()
+    def scores(self) -> dict:
+        """Per-layer scores now: operator (released estimator), exact kernel, and the permuted
+        baseline (the GD kernel's entries shuffled before subtracting W(0))."""
+        start = time.perf_counter()
+        initial = [w.detach() for w in self.frozen.weights[:self.layers]]
+        current = [w.detach() for w in self.net.weights[:self.layers]]
+        out = {"operator": [], "kernel": []}
+        if self.permuted_baseline:
+            out.update(permuted_operator=[], permuted_kernel=[])
+            shuffled = permuted(current)
+        for l in range(self.layers):
+            d, d_star = current[l] - initial[l], self.star[l].detach() - initial[l]
+            args = (self.input_shapes[l], self.strides[l], self.pads[l], self.iterations, self.probes, self.generator)
+            out["operator"].append(operator_score(d, d_star, *args))
+            out["kernel"].append(kernel_score(d, d_star))
+            if self.permuted_baseline:
+                d_perm = shuffled[l] - initial[l]
+                out["permuted_operator"].append(operator_score(d_perm, d_star, *args))
+                out["permuted_kernel"].append(kernel_score(d_perm, d_star))
+        out["seconds"] = time.perf_counter() - start
+        return out
+
+    def epoch_metrics(self, epoch: int) -> dict:
+        scored = self.score_epochs is None or epoch in self.score_epochs
+        return {"alignment": self.scores()} if scored else {}
