@@ -21,34 +21,49 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.grad import conv2d_input
 
 
-def gram_probe(z: torch.Tensor, kernel: torch.Tensor, stride: int, pads) -> torch.Tensor:
-    """A^T A z for the operator A: z -> conv(pad(z), kernel) (the adjoint includes the padding)."""
-    z = z.detach().requires_grad_(True)
-    with torch.enable_grad():
-        out = F.conv2d(F.pad(z, pads), kernel, stride=stride)
-        (back,) = torch.autograd.grad(out, z, grad_outputs=out)
-    return back
+def gram_probes(z: torch.Tensor, kernels: list[torch.Tensor], stride: int, pads) -> list[torch.Tensor]:
+    """A_k^T A_k z for each operator A_k: z -> conv(pad(z), kernel_k). One convolution with the
+    kernels stacked along the output channels, then one adjoint (transposed) convolution each."""
+    padded = F.pad(z, pads)
+    out = F.conv2d(padded, torch.cat(kernels), stride=stride)
+    left, right, top, bottom = pads
+    h, w = padded.shape[2], padded.shape[3]
+    backs = []
+    for kernel, part in zip(kernels, out.split([k.shape[0] for k in kernels], dim=1)):
+        back = conv2d_input(padded.shape, kernel, part.contiguous(), stride=stride)
+        backs.append(back[:, :, top:h - bottom, left:w - right])
+    return backs
+
+
+def operator_scores(changes: list[torch.Tensor], pairs: list[tuple[int, int]], input_shape, stride: int,
+                    pads, iterations: int = 100, probes: int = 100,
+                    generator: torch.Generator | None = None) -> list[float]:
+    """The released estimator (SPEC 7.3) for several (change, change) pairs of one layer, all
+    sharing the same probes; ``input_shape`` is (C_in, H, W)."""
+    sums = torch.zeros(len(pairs), 3, dtype=torch.float64)
+    for _ in range(iterations):
+        z = torch.randn((probes, *input_shape), generator=generator, device=changes[0].device,
+                        dtype=changes[0].dtype)
+        vs = gram_probes(z, changes, stride, pads)  # the code's extra 1/C_out cancels in the rescaling
+        # each v is divided by its batch's mean |v|; done on the sums, not the tensors (same value)
+        scale = [v.abs().mean() for v in vs]
+        for row, (i, j) in enumerate(pairs):
+            terms = torch.stack([(vs[i] * vs[j]).sum() / (scale[i] * scale[j]),
+                                 vs[i].pow(2).sum() / scale[i] ** 2,
+                                 vs[j].pow(2).sum() / scale[j] ** 2]).double().cpu() / probes
+            if not torch.isnan(terms).any():  # the released code skips NaN iterations
+                sums[row] += terms
+    return [float(wd / math.sqrt(ww * dd)) if ww > 0 and dd > 0 else float("nan") for wd, ww, dd in sums.tolist()]
 
 
 def operator_score(delta: torch.Tensor, delta_star: torch.Tensor, input_shape, stride: int, pads,
                    iterations: int = 100, probes: int = 100, generator: torch.Generator | None = None) -> float:
-    """The released estimator (SPEC 7.3) for one layer; ``input_shape`` is (C_in, H, W)."""
-    wd = ww = dd = 0.0
-    c_out = delta.shape[0]
-    for _ in range(iterations):
-        z = torch.randn((probes, *input_shape), generator=generator, device=delta.device, dtype=delta.dtype)
-        v = gram_probe(z, delta, stride, pads) / c_out
-        v_star = gram_probe(z, delta_star, stride, pads) / c_out
-        v = v / v.abs().mean()
-        v_star = v_star / v_star.abs().mean()
-        terms = torch.stack([(v * v_star).flatten(1).sum(1).mean(), v.pow(2).flatten(1).sum(1).mean(),
-                             v_star.pow(2).flatten(1).sum(1).mean()]).tolist()
-        if any(math.isnan(t) for t in terms):
-            continue
-        wd, ww, dd = wd + terms[0], ww + terms[1], dd + terms[2]
-    return wd / math.sqrt(ww * dd) if ww > 0 and dd > 0 else float("nan")
+    """The released estimator for one layer and one pair of weight changes."""
+    return operator_scores([delta, delta_star], [(0, 1)], input_shape, stride, pads, iterations, probes,
+                           generator)[0]
 
 
 def kernel_score(delta: torch.Tensor, delta_star: torch.Tensor) -> float:

@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from ..alignment import kernel_score, operator_score, permuted
+from ..alignment import kernel_score, operator_scores, permuted
 from ..nets import initialize, same_padding
 from .base import Rule, Step, frozen_copy, mse, output_error, register
 
@@ -79,13 +79,17 @@ class GradientDescentWithWStar(Rule):
             shuffled = permuted(current)
         for l in range(self.layers):
             d, d_star = current[l] - initial[l], self.star[l].detach() - initial[l]
-            args = (self.input_shapes[l], self.strides[l], self.pads[l], self.iterations, self.probes, self.generator)
-            out["operator"].append(operator_score(d, d_star, *args))
+            changes, pairs = [d, d_star], [(0, 1)]
+            if self.permuted_baseline:
+                changes.append(shuffled[l] - initial[l])
+                pairs.append((2, 1))
+            found = operator_scores(changes, pairs, self.input_shapes[l], self.strides[l], self.pads[l],
+                                    self.iterations, self.probes, self.generator)
+            out["operator"].append(found[0])
             out["kernel"].append(kernel_score(d, d_star))
             if self.permuted_baseline:
-                d_perm = shuffled[l] - initial[l]
-                out["permuted_operator"].append(operator_score(d_perm, d_star, *args))
-                out["permuted_kernel"].append(kernel_score(d_perm, d_star))
+                out["permuted_operator"].append(found[1])
+                out["permuted_kernel"].append(kernel_score(changes[2], d_star))
         out["seconds"] = time.perf_counter() - start
         return out
 
