@@ -10,12 +10,7 @@ from walign.nets import ConvNet, NetSpec, same_padding
 from walign.rules import build_rule
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def pads(size, stride):

@@ -13,12 +13,7 @@ from walign.rules.cnn import FeedbackAlignment
 CNN_RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer"]
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def tiny_net(width=6, arch="cifar", size=8, channels=3):
@@ -137,8 +132,8 @@ def assert_same(got: dict, want: dict, params, atol=1e-10):
 
 
 # ------------------------------------------------------------------ tests
-def test_registry_holds_the_seven_cnn_rules():
-    assert sorted(CNN_RULES) == sorted(n for n, families in RULES.items() if "cnn" in families)
+def test_registry_holds_the_seven_cnn_rules_and_the_alignment_pair():
+    assert sorted(CNN_RULES + ["gd_wstar"]) == sorted(n for n, families in RULES.items() if "cnn" in families)
     with pytest.raises(KeyError, match="valid rules: align_ada"):
         build_rule("nope", tiny_net(), 0)
 
