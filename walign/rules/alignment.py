@@ -23,7 +23,7 @@ class GradientDescentWithWStar(Rule):
     """Backprop on the network, plus W* = W(0) - lr * sum_t J_{W(0)}(x_t)^T e_t per conv layer."""
 
     def __init__(self, net, score_epochs=(150,), iterations: int = 100, probes: int = 100,
-                 permuted_baseline: bool = True, score_layers: int | None = None,
+                 permuted_baseline: bool = False, score_layers: int | None = None,
                  score_strides: list[int] | None = None, probe_seed: int = 0):
         super().__init__(net)
         self.frozen = frozen_copy(net, requires_grad=True)
@@ -40,7 +40,7 @@ class GradientDescentWithWStar(Rule):
         self.generator = torch.Generator(device=net.fc_weight.device).manual_seed(probe_seed)
 
     @classmethod
-    def create(cls, net, seed, score_epochs=(150,), iterations=100, probes=100, permuted=True,
+    def create(cls, net, seed, score_epochs=(150,), iterations=100, probes=100, permuted=False,
                score_layers=None, score_strides=None, **options):
         initialize(net, seed)
         epochs = score_epochs if score_epochs == "all" else list(score_epochs or ())
