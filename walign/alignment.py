@@ -43,7 +43,7 @@ def operator_scores(changes: list[torch.Tensor], pairs: list[tuple[int, int]], i
                     generator: torch.Generator | None = None) -> list[float]:
     """The released estimator (SPEC 7.3) for several (change, change) pairs of one layer, all
     sharing the same probes; ``input_shape`` is (C_in, H, W)."""
-    sums = torch.zeros(len(pairs), 3, dtype=torch.float64)
+    sums = torch.zeros(len(pairs), 3, dtype=torch.float64, device=changes[0].device)
     for _ in range(iterations):
         z = torch.randn((probes, *input_shape), generator=generator, device=changes[0].device,
                         dtype=changes[0].dtype)
@@ -53,9 +53,9 @@ def operator_scores(changes: list[torch.Tensor], pairs: list[tuple[int, int]], i
         for row, (i, j) in enumerate(pairs):
             terms = torch.stack([(vs[i] * vs[j]).sum() / (scale[i] * scale[j]),
                                  vs[i].pow(2).sum() / scale[i] ** 2,
-                                 vs[j].pow(2).sum() / scale[j] ** 2]).double().cpu() / probes
-            if not torch.isnan(terms).any():  # the released code skips NaN iterations
-                sums[row] += terms
+                                 vs[j].pow(2).sum() / scale[j] ** 2]).double() / probes
+            # the released code skips NaN iterations; masked on the device, so no sync per iteration
+            sums[row] += torch.where(torch.isnan(terms).any(), torch.zeros_like(terms), terms)
     return [float(wd / math.sqrt(ww * dd)) if ww > 0 and dd > 0 else float("nan") for wd, ww, dd in sums.tolist()]
 
 
