@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 import torch
 
 from . import __version__
+from . import checkpoint
 from .data import load as load_data
+from .data import small_cifar_batch_size
 from .errors import ConfigError
 from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS, ConvNet, NetSpec
 from .rules import RULES, build_rule, rules_for
-from .runs import append_jsonl, best, read_summary, run_dir, write_atomic, write_json
+from .runs import append_jsonl, json_line, read_summary, run_dir, write_atomic, write_json
 from .train import OPTIMIZERS, TrainConfig, train
 
 FINISHED = ("complete", "diverged")  # a rerun of a run with one of these statuses is skipped
@@ -51,11 +53,15 @@ class RunSpec:
     rule_options: dict = field(default_factory=dict)
     eval_test: bool = True
     progress: str = "auto"
+    checkpoint_every: int = 1       # epochs between checkpoints (0: none; a kill then restarts the run)
+    keep_checkpoint: bool = False   # keep checkpoint.pt (the final model) after the run finishes
 
     @classmethod
     def from_config(cls, cfg) -> "RunSpec":
         from omegaconf import OmegaConf
-        c = OmegaConf.to_container(cfg, resolve=True)
+        # the run's own keys only: Hydra's node (present in a sweep's job configs) is not ours
+        c = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+             for key, value in ((k, cfg[k]) for k in cfg if k != "hydra")}
         ds, rule = dict(c["dataset"]), dict(c["rule"])
         optimizer = c.get("optimizer", "auto")
         if optimizer == "auto":
@@ -70,7 +76,8 @@ class RunSpec:
             results_dir=str(c["results_dir"]), data_root=ds.get("root"),
             verify_md5=bool(ds.get("verify_md5", True)),
             data_options={k: v for k, v in ds.items() if k not in LOADING_KEYS},
-            rule_options=rule, eval_test=bool(c.get("eval_test", True)), progress=str(c.get("progress", "auto")))
+            rule_options=rule, eval_test=bool(c.get("eval_test", True)), progress=str(c.get("progress", "auto")),
+            checkpoint_every=c.get("checkpoint_every", 1), keep_checkpoint=c.get("keep_checkpoint", False))
         spec.validate()
         return spec
 
@@ -98,8 +105,21 @@ class RunSpec:
         need(self.optimizer in OPTIMIZERS, f"optimizer must be auto or one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         need(self.progress in ("auto", "bar", "lines", "none"),
              f"progress must be auto, bar, lines or none, got {self.progress!r}")
+        need(isinstance(self.checkpoint_every, int) and not isinstance(self.checkpoint_every, bool)
+             and self.checkpoint_every >= 0, f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
+        need(isinstance(self.keep_checkpoint, bool), f"keep_checkpoint must be true or false, got {self.keep_checkpoint!r}")
         need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
              f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+    def resolved_batch_size(self) -> int:
+        """The minibatch size the run will use; small CIFAR-10 dictates its own (SPEC 3.3)."""
+        if self.dataset == "small_cifar10" and isinstance(self.data_options.get("train_size"), int):
+            return small_cifar_batch_size(self.data_options["train_size"])
+        return self.batch_size or 100
+
+    def run_directory(self):
+        """Where this run's results go (known before any data is loaded)."""
+        return run_dir(self.results_dir, self.identity(self.resolved_batch_size()))
 
     def identity(self, batch_size: int) -> dict:
         """The values that define the run (its directory is a hash of these)."""
@@ -168,12 +188,9 @@ def build_net(spec: RunSpec, data, batch_size: int) -> torch.nn.Module:
 
 
 def execute(spec: RunSpec, config_yaml: str = "") -> dict:
-    """Run (or find already finished) the run ``spec`` defines; return its summary."""
-    device = resolve_device(spec.device)
-    data = load_data(spec.dataset, device, root=spec.data_root, verify_md5=spec.verify_md5, **spec.data_options)
-    batch_size = getattr(data, "dataset_batch_size", None) or spec.batch_size or 100
-    if batch_size > len(data.train):
-        raise ConfigError(f"batch_size {batch_size} exceeds the {len(data.train)} training examples")
+    """Run the run ``spec`` defines, resume it from its checkpoint, or find it already finished;
+    return its summary."""
+    batch_size = spec.resolved_batch_size()
     identity = spec.identity(batch_size)
     directory = run_dir(spec.results_dir, identity)
     previous = read_summary(directory)
@@ -181,26 +198,40 @@ def execute(spec: RunSpec, config_yaml: str = "") -> dict:
         print(f"already {previous['status']}: {directory}", flush=True)
         return previous
 
+    device = resolve_device(spec.device)
+    data = load_data(spec.dataset, device, root=spec.data_root, verify_md5=spec.verify_md5, **spec.data_options)
+    if batch_size > len(data.train):
+        raise ConfigError(f"batch_size {batch_size} exceeds the {len(data.train)} training examples")
     directory.mkdir(parents=True, exist_ok=True)
+    ckpt_path = directory / checkpoint.CHECKPOINT
+    resume, why = checkpoint.load(ckpt_path, identity)
+    if ckpt_path.exists() or resume is not None:
+        print(f"{directory}: {why}", flush=True)
+    records = list(resume["records"]) if resume else []
+    earlier_seconds = resume.get("wall_seconds", 0.0) if resume else 0.0
     write_atomic(directory / "config.yaml", config_yaml)
-    (directory / "metrics.jsonl").write_text("")
+    # metrics.jsonl holds exactly the checkpointed epochs (a kill may have left one more line)
+    write_atomic(directory / "metrics.jsonl", "".join(json_line(r) for r in records))
     summary = {"status": "running", **identity, "run_dir": str(directory), "device": device_name(device),
                "walign_version": __version__}
-    started, records = time.time(), []
+    started = time.time()
     label = f"{spec.rule} w{spec.width} lr{spec.lr:g}"
     progress = Progress(spec.progress, spec.epochs * data.train.num_batches(batch_size), label)
 
-    def on_epoch(record):
+    def on_epoch(record, snapshot):
         records.append(record)
         append_jsonl(directory / "metrics.jsonl", record)
         progress.epoch(record, spec.epochs)
+        if spec.checkpoint_every and (record["epoch"] % spec.checkpoint_every == 0 or record["epoch"] == spec.epochs):
+            checkpoint.save(ckpt_path, {**snapshot(), "identity": identity, "records": records,
+                                        "wall_seconds": earlier_seconds + time.time() - started})
 
     try:
         torch.manual_seed(spec.seed)
         net = build_net(spec, data, batch_size).to(device)
         rule = build_rule(spec.rule, net, spec.seed, **spec.rule_options)
         outcome = train(rule, data, TrainConfig(spec.epochs, spec.lr, batch_size, spec.optimizer, spec.seed,
-                                                spec.eval_test), on_epoch, progress)
+                                                spec.eval_test), on_epoch, progress, resume)
     except Exception as err:
         (directory / "error.log").write_text(traceback.format_exc())
         outcome = {"status": "failed", "epochs_done": len(records),
@@ -209,6 +240,10 @@ def execute(spec: RunSpec, config_yaml: str = "") -> dict:
         progress.close()
     summary.update(outcome)
     summary.update(data.summarize(records))
-    summary["wall_seconds"] = round(time.time() - started, 3)
+    summary["wall_seconds"] = round(earlier_seconds + time.time() - started, 3)
+    if resume:
+        summary["resumed_after_epoch"] = resume["epoch"]
     write_json(directory / "summary.json", summary)
+    if summary["status"] in FINISHED and not spec.keep_checkpoint:
+        checkpoint.remove(ckpt_path)
     return summary

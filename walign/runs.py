@@ -7,6 +7,7 @@ ran), so launching the same configuration again finds the same directory. Layout
         config.yaml     the full resolved configuration
         metrics.jsonl   one JSON object per finished epoch
         summary.json    written at the end (status complete | diverged | failed)
+        checkpoint.pt   the state after the last finished epoch, while the run is unfinished
 """
 from __future__ import annotations
 
@@ -54,9 +55,13 @@ def write_json(path: Path, obj: dict) -> None:
     write_atomic(path, json.dumps(strict(obj), indent=2, allow_nan=False) + "\n")
 
 
+def json_line(record: dict) -> str:
+    return json.dumps(strict(record), allow_nan=False) + "\n"
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as f:
-        f.write(json.dumps(strict(record), allow_nan=False) + "\n")
+        f.write(json_line(record))
         f.flush()
 
 

@@ -46,8 +46,13 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict], None], progress=None) -> dict:
-    """Train for ``cfg.epochs`` epochs; call ``on_epoch(record)`` after each one.
+def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict, Callable[[], dict]], None],
+          progress=None, resume: dict | None = None) -> dict:
+    """Train for ``cfg.epochs`` epochs; call ``on_epoch(record, snapshot)`` after each one.
+
+    ``snapshot()`` returns the training state after that epoch (see walign/checkpoint.py); pass
+    such a state back as ``resume`` to continue from it with the same results as an
+    uninterrupted run.
 
     ``data`` is a task: ``data.train.batches(rng, batch_size)`` yields (inputs, labels),
     ``data.targets(labels)`` gives the regression targets, and ``data.evaluate(net, batch_size,
@@ -63,7 +68,24 @@ def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict], None], 
     rng = np.random.RandomState(cfg.seed)
     test_rng = np.random.RandomState(cfg.seed + TEST_RNG_OFFSET)
     status, epochs_done = "complete", 0
-    for epoch in range(1, cfg.epochs + 1):
+    if resume is not None:
+        rule.load_state_dict(resume["rule"])
+        optimizer.load_state_dict(resume["optimizer"])
+        rng.set_state(resume["rng"])
+        test_rng.set_state(resume["test_rng"])
+        torch.set_rng_state(resume["torch_rng"])
+        if resume.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume["cuda_rng"])
+        epochs_done = resume["epoch"]
+        if progress is not None:
+            progress.update(epochs_done * data.train.num_batches(cfg.batch_size))
+
+    def snapshot() -> dict:
+        return {"epoch": epochs_done, "rule": rule.state_dict(), "optimizer": optimizer.state_dict(),
+                "rng": rng.get_state(), "test_rng": test_rng.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+    for epoch in range(epochs_done + 1, cfg.epochs + 1):
         _sync(device)
         start = time.perf_counter()
         loss_sum, steps = torch.zeros((), device=device), 0
@@ -81,7 +103,8 @@ def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict], None], 
         metrics.update(rule.epoch_metrics(epoch))
         _sync(device)
         epochs_done = epoch
-        on_epoch({"epoch": epoch, "train_loss": train_loss, **metrics, "seconds": time.perf_counter() - start})
+        on_epoch({"epoch": epoch, "train_loss": train_loss, **metrics, "seconds": time.perf_counter() - start},
+                 snapshot)
         if not math.isfinite(train_loss):
             status = "diverged"
             break

@@ -93,6 +93,13 @@ class GradientDescentWithWStar(Rule):
         out["seconds"] = time.perf_counter() - start
         return out
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "probe_generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.generator.set_state(state["probe_generator"])
+
     def epoch_metrics(self, epoch: int) -> dict:
         scored = self.score_epochs is None or epoch in self.score_epochs
         return {"alignment": self.scores()} if scored else {}

@@ -75,6 +75,19 @@ class Rule:
         """Extra values for this epoch's record (a measuring rule's scores); none by default."""
         return {}
 
+    def state_dict(self) -> dict:
+        """The tensors that training changes: the parameters in ``self.params`` order. A rule
+        with more mutable state (a random stream it draws from) adds it. Everything else a rule
+        holds is rebuilt from the seed by ``create``."""
+        return {"params": [p.detach() for p in self.params]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["params"]) != len(self.params):
+            raise ValueError(f"state has {len(state['params'])} parameters, the rule {len(self.params)}")
+        for param, value in zip(self.params, state["params"]):
+            param.copy_(value)
+
     def aligned(self, targets: list[torch.Tensor], grads) -> list[torch.Tensor | None]:
         """Gradients computed for ``targets`` laid out in the order of ``self.params``."""
         by_param = dict(zip(targets, grads))

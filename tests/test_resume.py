@@ -1,0 +1,164 @@
+"""Resume after a kill: a run restarted from its per-epoch checkpoint ends exactly where an
+uninterrupted run ends (bit for bit on the CPU), and a torn or foreign checkpoint is never used."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from walign import checkpoint
+from walign.data import load_embedded
+from walign.nets import ConvNet, NetSpec
+from walign.rules import build_rule
+from walign.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+VOLATILE = ("seconds", "wall_seconds", "resumed_after_epoch", "run_dir", "device")
+
+
+def run_main(*args, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "main.py", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def run_directory(results: Path) -> Path:
+    (found,) = [p.parent for p in results.rglob("config.yaml") if ".hydra" not in p.parts]
+    return found
+
+
+def stable(obj):
+    """Drop timings and paths, which differ between two runs of the same configuration."""
+    if isinstance(obj, dict):
+        return {k: stable(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [stable(v) for v in obj]
+    return obj
+
+
+def read_run(directory: Path):
+    metrics = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((directory / "summary.json").read_text())
+    state = torch.load(directory / checkpoint.CHECKPOINT, weights_only=False)
+    return stable(metrics), stable(summary), state
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL a real `python main.py` run after its first epoch, start it again with the same
+    command, and compare with a run that was never interrupted: every per-epoch metric, the
+    summary and the final weights, optimizer state and RNG states are identical."""
+    args = ["rule=align_ada", "width=8", "epochs=4", "progress=lines", "keep_checkpoint=true",
+            "eval_test=false"]
+    whole = run_main(*args, f"results_dir={tmp_path / 'whole'}")
+    out, _ = whole.communicate(timeout=600)
+    assert whole.returncode == 0, out
+
+    killed = run_main(*args, f"results_dir={tmp_path / 'killed'}")
+    deadline = time.time() + 300
+    metrics = None
+    while time.time() < deadline:
+        found = list((tmp_path / "killed").rglob("metrics.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1 and (found[0].parent / checkpoint.CHECKPOINT).exists():
+            metrics = found[0]
+            break
+        time.sleep(0.02)
+    assert metrics is not None, "the run never finished an epoch"
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=60)
+    directory = metrics.parent
+    assert not (directory / "summary.json").exists(), "the run finished before it could be killed"
+    done_before = torch.load(directory / checkpoint.CHECKPOINT, weights_only=False)["epoch"]
+    assert 1 <= done_before < 4
+
+    again = run_main(*args, f"results_dir={tmp_path / 'killed'}")
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    assert f"resuming after epoch {done_before}" in out
+    ran = re.findall(r"\] epoch (\d+)/4", out)
+    assert ran == [str(e) for e in range(done_before + 1, 5)], out  # only the remaining epochs ran
+
+    metrics_a, summary_a, state_a = read_run(run_directory(tmp_path / "whole"))
+    metrics_b, summary_b, state_b = read_run(directory)
+    assert metrics_b == metrics_a
+    assert summary_b == summary_a
+    assert json.loads((directory / "summary.json").read_text())["resumed_after_epoch"] == done_before
+    for a, b in zip(state_a["rule"]["params"], state_b["rule"]["params"]):
+        assert torch.equal(a, b)
+    assert all(np.array_equal(x, y) for x, y in zip(state_a["rng"][1:3], state_b["rng"][1:3]))
+    assert torch.equal(state_a["torch_rng"], state_b["torch_rng"])
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return load_embedded(torch.device("cpu"))
+
+
+def fresh_rule(name, seed=3, **options):
+    net = ConvNet(NetSpec("kmnist", 4, 3, 32, 10))  # a small 3-conv net on the CIFAR sample
+    return build_rule(name, net, seed, **options)
+
+
+@pytest.mark.parametrize("name, optimizer, options", [
+    ("align_zero", "adam", {}),  # Adam's moment estimates must come back too
+    ("gd_wstar", "sgd", {"score_epochs": [1, 2, 3], "iterations": 2, "probes": 3}),  # W* and the probe stream
+])
+def test_resume_from_a_saved_state_is_bit_identical(tmp_path, embedded, name, optimizer, options):
+    cfg = TrainConfig(epochs=3, lr=0.01 if optimizer == "adam" else 1.0, batch_size=100, optimizer=optimizer,
+                      seed=5, eval_test=False)
+    whole, saved = [], {}
+
+    def keep(record, snapshot):
+        whole.append(record)
+        if record["epoch"] == 1:
+            checkpoint.save(tmp_path / "after1.pt", {**snapshot(), "identity": {"run": 1}})
+
+    rule = fresh_rule(name, **options)
+    train(rule, embedded, cfg, keep)
+    state, why = checkpoint.load(tmp_path / "after1.pt", {"run": 1})
+    assert state is not None, why
+
+    resumed_records = []
+    resumed = fresh_rule(name, **options)
+    train(resumed, embedded, cfg, lambda record, snapshot: resumed_records.append(record), resume=state)
+    assert [r["epoch"] for r in resumed_records] == [2, 3]
+    assert stable(resumed_records) == stable(whole[1:])
+    for a, b in zip(rule.params, resumed.params):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_of_another_run_or_torn_file_is_not_used(tmp_path):
+    path = tmp_path / checkpoint.CHECKPOINT
+    checkpoint.save(path, {"epoch": 2, "identity": {"width": 8}})
+    assert checkpoint.load(path, {"width": 8})[0]["epoch"] == 2
+    state, why = checkpoint.load(path, {"width": 16})
+    assert state is None and "different run" in why
+    path.write_bytes(path.read_bytes()[:40])  # what a kill mid-write would leave without the rename
+    state, why = checkpoint.load(path, {"width": 8})
+    assert state is None and "unreadable" in why
+    assert not list(tmp_path.glob(".*tmp*")), "the temporary file of an atomic write was left behind"
+
+
+def test_a_torn_checkpoint_restarts_the_run_and_the_finished_run_drops_it(tmp_path):
+    results = tmp_path / "r"
+    first = run_main("dataset=add", "rule=normal", "width=8", "epochs=2", "progress=none", f"results_dir={results}")
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+    directory = run_directory(results)
+    reference = stable(json.loads((directory / "summary.json").read_text()))
+    assert not (directory / checkpoint.CHECKPOINT).exists()  # removed once the run is complete
+    (directory / "summary.json").unlink()
+    (directory / checkpoint.CHECKPOINT).write_bytes(b"not a checkpoint")
+    again = run_main("dataset=add", "rule=normal", "width=8", "epochs=2", "progress=none", f"results_dir={results}")
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out
+    assert "unreadable checkpoint" in out
+    assert stable(json.loads((directory / "summary.json").read_text())) == reference
