@@ -3,20 +3,25 @@
     python main.py                                   one run on the embedded CIFAR-10 sample
     python main.py rule=normal width=64 lr=2         change any config value (see conf/)
     python main.py -m rule=align_ada width=8,512     a sweep: one run per combination
+    python main.py -m sweeps=table6 launcher=slurm   a paper grid (sweeps/), as SLURM array jobs
 
 Mistakes in the command line (an unknown rule or data set, a key that does not exist, a bad
 value) are reported in one line, before Hydra or any training starts.
 """
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-CONF = Path(__file__).resolve().parent / "conf"
-GROUPS = ("dataset", "rule", "task")
+ROOT = Path(__file__).resolve().parent
+CONF = ROOT / "conf"
+GROUPS = ("dataset", "rule", "task")            # groups whose keys can be set (dataset.root=...)
+GROUP_DIRS = {**{g: CONF / g for g in GROUPS}, "launcher": CONF / "launcher", "sweeps": ROOT / "sweeps"}
 
 
 def fail(message: str, code: int = 2):
@@ -46,13 +51,14 @@ def check_overrides(args: list[str]) -> None:
         key = o.key_or_group
         if o.is_hydra_override() or o.is_delete() or key.startswith("+"):
             continue
-        if key in GROUPS:
-            valid = sorted(p.stem for p in (CONF / key).glob("*.yaml"))
+        if key in GROUP_DIRS:
+            valid = sorted(p.stem for p in GROUP_DIRS[key].glob("*.yaml"))
             for value in _values(o):
                 if value not in valid:
-                    fail(f"unknown {key} {value!r}; valid {key}s: {', '.join(valid)}")
+                    fail(f"unknown {key[:-1] if key == 'sweeps' else key} {value!r}; valid: {', '.join(valid)}")
             values = _values(o)
-            choices[key] = values[0] if values else choices[key]
+            if key in GROUPS:
+                choices[key] = values[0] if values else choices[key]
     explicit = {o.key_or_group for o in overrides}
     task = OmegaConf.to_container(OmegaConf.load(CONF / "task" / f"{choices['task']}.yaml"))
     for entry in (task or {}).get("defaults", []):  # a task may pick another option of a group
@@ -62,7 +68,7 @@ def check_overrides(args: list[str]) -> None:
                 choices[group] = value
     for o in overrides:
         key = o.key_or_group
-        if o.is_hydra_override() or o.is_add() or o.is_delete() or key in GROUPS:
+        if o.is_hydra_override() or o.is_add() or o.is_delete() or key in GROUP_DIRS:
             continue
         head, _, rest = key.partition(".")
         if head in GROUPS and rest:
@@ -71,8 +77,25 @@ def check_overrides(args: list[str]) -> None:
                 fail(f"{head} {choices[head]} has no key {rest!r} (its keys: {', '.join(known)}); "
                      f"to add one anyway use +{key}=...")
         elif head not in base or head == "defaults":
-            keys = [k for k in base if k not in ("defaults", "hydra")] + list(GROUPS)
+            keys = [k for k in base if k not in ("defaults", "hydra")] + list(GROUP_DIRS)
             fail(f"no config key {key!r}; keys: {', '.join(keys)}")
+    multirun = "-m" in args or "--multirun" in args
+    if multirun and any(o.key_or_group == "launcher" and "slurm" in _values(o) for o in overrides):
+        check_slurm()
+
+
+def check_slurm() -> None:
+    """launcher=slurm needs a reachable SLURM controller; say so in one line if there is none."""
+    if shutil.which("sbatch") is None:
+        fail("launcher=slurm needs SLURM, but sbatch is not on PATH (run on a cluster login node, "
+             "or use launcher=local)")
+    try:
+        probe = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        fail(f"launcher=slurm cannot reach the SLURM controller: sinfo failed ({err})")
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+        fail(f"launcher=slurm cannot reach the SLURM controller: {reason}")
 
 
 def headline(summary: dict) -> str:

@@ -1,0 +1,136 @@
+"""The paper's grids in sweeps/: one per table and figure, each the grid SPEC section 10 lists,
+shrinkable from the command line, idempotent when launched again, with one-line errors."""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from walign.app import RunSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = ROOT / "sweeps"
+PAPER_ITEMS = [f"table{n}" for n in range(1, 11)] + [f"fig{n}" for n in (1, 3, 4, 5, 6, 7, 8, 9)]
+W7 = [8, 16, 32, 64, 128, 256, 512]
+
+
+def grid(name: str) -> list[list[str]]:
+    """The job overrides of a sweep file, as Hydra's basic sweeper expands them."""
+    params = OmegaConf.to_container(OmegaConf.load(SWEEPS / f"{name}.yaml"))["hydra"]["sweeper"]["params"]
+    axes = [[f"{key}={v}" for v in str(value).split(",")] if "[" not in str(value) else [f"{key}={value}"]
+            for key, value in params.items()]
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def spec_of(job: list[str]) -> RunSpec:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return RunSpec.from_config(compose(config_name="config", overrides=job))
+
+
+def test_every_paper_table_and_figure_has_a_sweep():
+    assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted(PAPER_ITEMS)
+
+
+@pytest.mark.parametrize("name", PAPER_ITEMS)
+def test_sweep_says_how_many_runs_it_launches_and_every_run_is_valid(name):
+    jobs = grid(name)
+    header = (SWEEPS / f"{name}.yaml").read_text()
+    stated = re.search(r"(\d+) runs", header)
+    assert stated, f"{name}.yaml does not say how many runs it launches"
+    assert int(stated.group(1)) == len(jobs)
+    for job in (jobs[0], jobs[-1]):
+        spec_of(job).validate()
+
+
+def values(name: str, key: str) -> set[str]:
+    """Every value the sweep gives ``key``."""
+    return {o.split("=", 1)[1] for job in grid(name) for o in job if o.startswith(key + "=")}
+
+
+def test_grids_match_the_experiment_index():
+    """Spot checks against SPEC section 10."""
+    assert len(grid("table6")) == 126 and {int(w) for w in values("table6", "width")} == set(W7)
+    assert values("table6", "rule") == {"align_ada", "align_zero", "dfa", "fa", "last_layer", "normal"}
+    assert values("table2", "seed") == {"100", "101", "102", "103", "104"} and values("table2", "width") == {"256"}
+    assert {int(n) for n in values("table9", "dataset.train_size")} == {45, 150, 450, 1500, 4500, 15000}
+    assert len(values("table10", "lr")) == 10 and len(values("fig3", "lr")) == 9
+    assert {int(w) for w in values("table8", "width")} == {8 * 2 ** k for k in range(10)}
+    # the alignment tables score at the epoch the paper reports, the default: the last epoch
+    cifar = spec_of(grid("table3")[0])
+    assert (cifar.rule, cifar.epochs, cifar.lr, cifar.rule_options["score_epochs"]) == ("gd_wstar", 150, 5.0, [150])
+    kmnist = spec_of(grid("table4")[0])
+    assert (kmnist.dataset, kmnist.rule_options["score_epochs"]) == ("kmnist", [100])
+    tanh = spec_of(grid("table5")[0])
+    assert (tanh.activation, tanh.lr, tanh.rule_options["score_epochs"]) == ("tanh", 2.0, [100])
+    fig8 = spec_of(grid("fig8")[0])
+    assert fig8.rule_options["score_epochs"] == "all" and fig8.rule_options["permuted"] is True
+    adam = spec_of(grid("table10")[0])
+    assert (adam.parameterization, adam.optimizer) == ("standard", "adam")
+    dfa = [spec_of(job) for job in grid("fig5") if "rule=dfa_shared" in job][0]
+    assert (dfa.rule, dfa.rule_options["projection"]) == ("dfa", "shared")
+    # runs shared between items land in the same run directories (one computation, two items)
+    fig1 = {spec_of(j).run_directory() for j in grid("fig1")}
+    assert {spec_of(j).run_directory() for j in grid("table3") + grid("table4")} == fig1
+
+
+def main_py(*args, env=None, timeout=600):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def test_shrunk_sweep_runs_and_a_second_launch_skips_every_run(tmp_path):
+    args = ["-m", "sweeps=table8", "width=8", "epochs=2", "progress=none", f"results_dir={tmp_path}"]
+    first = main_py(*args)
+    assert first.returncode == 0, first.stderr
+    assert "walign sweep: 4 runs, 0 already finished (skipped), 4 to launch" in first.stdout
+    assert first.stdout.count("complete: min train loss") == 4
+    assert len(list(tmp_path.rglob("summary.json"))) == 4
+    second = main_py(*args)
+    assert second.returncode == 0, second.stderr
+    assert "walign sweep: 4 runs, 4 already finished (skipped), 0 to launch" in second.stdout
+    assert "complete:" not in second.stdout and "Launching" not in second.stdout + second.stderr
+    # widening the sweep launches only the new runs
+    third = main_py("-m", "sweeps=table8", "width=8,16", "rule=normal", "epochs=2", "progress=none",
+                    f"results_dir={tmp_path}")
+    assert "walign sweep: 2 runs, 1 already finished (skipped), 1 to launch" in third.stdout, third.stderr
+
+
+def one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("walign: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_sweep_and_unknown_key_give_one_line():
+    one_line_error(main_py("-m", "sweeps=table11"), "unknown sweep 'table11'", "table6")
+    one_line_error(main_py("-m", "sweeps=table6", "widht=8"), "no config key 'widht'")
+    one_line_error(main_py("-m", "launcher=pbs"), "unknown launcher 'pbs'", "slurm")
+
+
+def test_slurm_launcher_without_slurm_gives_one_line(tmp_path):
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    result = main_py("-m", "sweeps=table8", "launcher=slurm", env={"PATH": str(bare)})
+    one_line_error(result, "sbatch is not on PATH")
+
+
+@pytest.mark.skipif(shutil.which("sinfo") is None, reason="SLURM's client commands are not installed here")
+def test_slurm_launcher_with_an_unreachable_controller_gives_one_line(tmp_path):
+    """The real sinfo, pointed at a controller that does not exist."""
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=nowhere\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=9\n"
+                    "AuthType=auth/munge\nNodeName=nowhere CPUs=1 State=UNKNOWN\n"
+                    "PartitionName=p Nodes=ALL Default=YES\nMessageTimeout=2\n")
+    result = main_py("-m", "sweeps=table8", "launcher=slurm", env={"SLURM_CONF": str(conf)}, timeout=120)
+    one_line_error(result, "cannot reach the SLURM controller")
