@@ -1,0 +1,13 @@
+"""The report: rebuild the paper's Tables 1-10 and Figures 1, 3-9 from a results directory.
+
+    walign-report RESULTS_DIR --out DIR [--as cifar10=embedded]
+    python -m walign.report RESULTS_DIR --out DIR
+
+Modules: ``collect`` (find runs, one pandas row each), ``protocol`` (SPEC 4.4/10 selection: which
+runs feed a cell and how they become one number), ``tables`` and ``figures`` (the outputs),
+``build`` (everything plus the REPORT.md index), ``cli`` (the command).
+"""
+from .build import build_report
+from .collect import scan
+
+__all__ = ["build_report", "scan"]

@@ -1,0 +1,125 @@
+"""Build the whole report: scan, tables, figures, and the REPORT.md index that links them.
+
+REPORT.md is where the report is honest about itself: how many cells are missing per table and
+which, every diverged and failed run, every file it could not read, runs still in progress, runs
+that fed nothing, and any data-set substitution. It holds no timestamps, so running the report
+twice on the same results gives identical files.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import figures, tables
+from .collect import Collection, scan
+
+INDEX = "REPORT.md"
+
+
+@dataclass
+class Summary:
+    """What the command prints at the end."""
+    out: Path
+    runs: int
+    usable: int
+    cells: int
+    missing: int
+    diverged_runs: int
+    problems: int
+    files: list[str]
+
+
+def _run_line(run) -> str:
+    done = "" if pd.isna(run["epochs_done"]) else f", {int(run['epochs_done'])} epochs done"
+    origin = f" ({run['source_dataset']} as {run['dataset']})" if run["source_dataset"] != run["dataset"] else ""
+    return f"- `{run['path']}`{origin}: {run['rule']}, width {run['width']}, lr {run['lr']:g}{done}"
+
+
+def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[str]) -> str:
+    runs = collection.runs
+    status_counts = runs["status"].value_counts()
+    lines = ["# walign report: the paper's tables and figures from our runs", "",
+             f"Results directory: `{collection.results_dir}`", "",
+             f"Runs read: {len(runs)} (" + ", ".join(f"{status_counts.get(s, 0)} {s}" for s in
+                                                   ("complete", "diverged", "failed")) + ")",
+             f"Runs still in progress (no summary.json, ignored): {len(collection.in_progress)}",
+             f"Unreadable files (reported below, skipped): {len(collection.problems)}", ""]
+    if collection.substitutions:
+        lines += ["## Substitution", ""]
+        for target, source in sorted(collection.substitutions.items()):
+            lines.append(f"- `{source}` runs stand in for `{target}` (`--as {target}={source}`). Cells and "
+                         f"points from them are **not** the paper's setting (other data, sizes and epochs).")
+        lines += [f"- Runs relabelled: {collection.substituted_runs}", ""]
+
+    lines += ["## Tables", "", "Each cell: ours / paper (ours - paper). † diverged run, ‡ see the table's notes.", "",
+              "| table | content | files | filled | missing | diverged |", "|---|---|---|---:|---:|---:|"]
+    total = {"cells": 0, "missing": 0}
+    for spec in tables.TABLES:
+        cells, names = built[spec.number]
+        n = tables.counts(cells)
+        total["cells"] += n["cells"]
+        total["missing"] += n["missing"]
+        links = " · ".join(f"[{name.rsplit('.', 1)[1]}]({name})" for name in names)
+        lines.append(f"| Table {spec.number} | {spec.title} | {links} | {n['filled']} of {n['cells']} | "
+                     f"{n['missing']} | {n['diverged']} |")
+    lines += ["", f"Missing cells in all: {total['missing']} of {total['cells']}.", ""]
+
+    lines += ["## Figures", "", "| figure | files | our points |", "|---|---|---:|"]
+    for item in drawn:
+        links = " · ".join(f"[{name.rsplit('.', 1)[1]}]({name})" for name in item["files"])
+        lines.append(f"| {item['title']} | {links} | {item['points'] or 'no runs'} |")
+    figure_notes = [f"- {item['title'].split(':')[0]}: {note}" for item in drawn for note in item["notes"]]
+    if figure_notes:
+        lines += ["", "Figure notes:", ""] + figure_notes
+    lines += [""]
+
+    lines += ["## Missing cells", ""]
+    for spec in tables.TABLES:
+        cells, _ = built[spec.number]
+        n = tables.counts(cells)
+        lines.append(f"### Table {spec.number}: {n['missing']} of {n['cells']} missing")
+        lines += [""] + [f"- {line}" for line in tables.missing_by_row(cells)] + [""]
+
+    sections = (("Diverged runs", [_run_line(run) for _, run in runs[runs["status"] == "diverged"].iterrows()]),
+                ("Failed runs", [_run_line(run) for _, run in runs[runs["status"] == "failed"].iterrows()]),
+                ("Runs with another status", [_run_line(run) for _, run in runs[
+                    ~runs["status"].isin(("complete", "diverged", "failed"))].iterrows()]),
+                ("Unreadable files", [f"- `{path}`: {why}" for path, why in collection.problems]),
+                ("Runs in progress", [f"- `{path}`" for path in collection.in_progress]),
+                ("Runs used by no table or figure", [f"- `{path}`" for path in unused]))
+    for title, items in sections:
+        lines += [f"## {title} ({len(items)})", ""] + (items or ["None."]) + [""]
+    if unused:
+        lines += ["Unused runs are not the paper's setting for any item: another seed, an lr off the grid, "
+                  "a variant option, or a data set no item reads (see `--as`)."]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 substitutions: dict[str, str] | None = None) -> Summary:
+    """Scan ``results_dir``, write every table, figure and REPORT.md into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    collection = scan(results_dir, substitutions)
+    usable = collection.usable()
+    built, used, files = {}, set(), []
+    for spec in tables.TABLES:
+        cells = tables.build(spec.number, usable)
+        for considered in cells["considered"]:
+            used.update(considered)
+        names = tables.write(cells, spec, out, collection.substitutions)
+        built[spec.number] = (cells, names)
+        files += names
+    drawn = figures.draw_all({n: cells for n, (cells, _) in built.items()}, usable, out, collection.substitutions)
+    for item in drawn:
+        used.update(item["used"])
+        files += item["files"]
+    unused = sorted(set(usable["path"]) - used)
+    (out / INDEX).write_text(_index(collection, built, drawn, unused))
+    cells = pd.concat([cells for cells, _ in built.values()])
+    n = tables.counts(cells)
+    return Summary(out, len(collection.runs), len(usable), n["cells"], n["missing"],
+                   int((collection.runs["status"] == "diverged").sum()), len(collection.problems), files + [INDEX])

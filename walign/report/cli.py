@@ -1,0 +1,68 @@
+"""The ``walign-report`` command: argument checking, one-line errors, a short summary on stdout."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .collect import DATASETS
+
+PROG = "walign-report"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (no usage block) and exit status 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{PROG}: error: {message} (see {PROG} --help)\n")
+        raise SystemExit(2)
+
+
+def parse_substitution(text: str) -> tuple[str, str]:
+    """'cifar10=embedded' -> ('cifar10', 'embedded'): embedded runs stand in for cifar10."""
+    target, sep, source = text.partition("=")
+    if not sep or target not in DATASETS or source not in DATASETS or target == source:
+        raise argparse.ArgumentTypeError(
+            f"--as wants TARGET=SOURCE with two different data sets from {', '.join(DATASETS)}, got {text!r}")
+    return target, source
+
+
+def parser() -> Parser:
+    p = Parser(prog=PROG, description="Rebuild the paper's Tables 1-10 and Figures 1, 3-9 from a walign "
+               "results directory, with the paper's numbers beside ours, and an index REPORT.md.")
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="the results directory to scan (e.g. results)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="where to write the report (default: RESULTS_DIR/report); created if needed")
+    p.add_argument("--as", dest="substitutions", metavar="TARGET=SOURCE", action="append", default=[],
+                   type=parse_substitution,
+                   help="let runs of data set SOURCE fill the cells of TARGET, e.g. cifar10=embedded for "
+                        "short runs on the embedded sample; REPORT.md says so. Repeatable")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    results = Path(args.results_dir)
+    if not results.is_dir():
+        return fail(f"results directory {results} does not exist or is not a directory")
+    targets = [target for target, _ in args.substitutions]
+    if len(set(targets)) != len(targets):
+        return fail("--as names the same target data set twice")
+    out = Path(args.out) if args.out else results / "report"
+    if out.exists() and not out.is_dir():
+        return fail(f"--out {out} exists and is not a directory")
+    from .build import build_report  # matplotlib and pandas load only once the arguments are fine
+    try:
+        summary = build_report(results, out, dict(args.substitutions))
+    except OSError as err:
+        return fail(f"cannot write the report to {out}: {err.strerror or err}")
+    print(f"{summary.runs} runs read ({summary.usable} usable); {summary.cells - summary.missing} of "
+          f"{summary.cells} table cells filled, {summary.missing} missing; {summary.diverged_runs} diverged "
+          f"run(s); {summary.problems} unreadable file(s)")
+    print(f"wrote {len(summary.files)} files; index: {summary.out / 'REPORT.md'}")
+    return 0
+
+
+def fail(message: str) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return 2
