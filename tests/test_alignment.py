@@ -154,7 +154,7 @@ def test_wider_networks_align_better_after_the_same_short_training_on_the_embedd
         net = ConvNet(NetSpec("kmnist", width, in_channels=3, image_size=32))
         rule = build_rule("gd_wstar", net, 99, score_epochs=[3], iterations=5, probes=10)
         records = []
-        train(rule, data, TrainConfig(3, 5.0, 50, seed=99, eval_test=False), records.append)
+        train(rule, data, TrainConfig(3, 5.0, 50, seed=99, eval_test=False), lambda record, _: records.append(record))
         scores = records[-1]["alignment"]
         return sum(scores["kernel"]) / 3, sum(scores["operator"]) / 3
 

@@ -164,7 +164,7 @@ def test_every_recurrent_rule_lowers_the_training_loss(name):
     task = AddTask.load("cpu")
     rule = build_rule(name, AddRNN(64).double(), 99)
     records = []
-    train(rule, task, TrainConfig(epochs=4, lr=0.001, batch_size=50, seed=99), records.append)
+    train(rule, task, TrainConfig(epochs=4, lr=0.001, batch_size=50, seed=99), lambda record, _: records.append(record))
     losses = [r["eval_train_loss"] for r in records]
     assert losses[-1] < 0.9 * losses[0], losses
 
