@@ -52,6 +52,13 @@ def main():
     extra = " and the permuted baseline" if args.permuted else ""
     print(f"one scoring, 7 layers x 100 x {args.probes} probes{extra}: {scoring:.1f} s")
     print(f"scoring / epoch: {100 * scoring / epoch:.1f} %")
+    # what that is in a run: the default schedule scores once, after the last epoch (Tables 3-5);
+    # Figure 8 scores after every epoch
+    for label, epochs, scorings in (("Table 3 schedule (150 epochs, scored once)", 150, 1),
+                                    ("Table 4/5 schedule (100 epochs, scored once)", 100, 1),
+                                    ("Figure 8 schedule (300 epochs, scored every epoch)", 300, 300)):
+        share = scorings * scoring / (epochs * epoch + scorings * scoring)
+        print(f"{label}: scoring is {100 * share:.2f} % of the run's wall time")
 
 
 if __name__ == "__main__":
