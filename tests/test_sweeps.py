@@ -134,3 +134,12 @@ def test_slurm_launcher_with_an_unreachable_controller_gives_one_line(tmp_path):
                     "PartitionName=p Nodes=ALL Default=YES\nMessageTimeout=2\n")
     result = main_py("-m", "sweeps=table8", "launcher=slurm", env={"SLURM_CONF": str(conf)}, timeout=120)
     one_line_error(result, "cannot reach the SLURM controller")
+
+
+def test_local_parallel_launcher_runs_the_sweep_in_separate_processes(tmp_path):
+    result = main_py("-m", "sweeps=table8", "width=8", "rule=normal,align_zero", "epochs=1", "launcher=local",
+                     "progress=none", f"results_dir={tmp_path / 'results'}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 0, result.stderr
+    assert "walign sweep: 2 runs, 0 already finished (skipped), 2 to launch" in result.stdout
+    assert len(list((tmp_path / "results").rglob("summary.json"))) == 2
+    assert len(list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))) == 2  # one process per run
