@@ -18,7 +18,7 @@ import matplotlib.style
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from matplotlib.lines import Line2D
 
 from ..paper import METHOD_OF_RULE
@@ -345,7 +345,10 @@ def figure9(tables, runs, subs) -> Drawn:
     if not drawn.points:
         no_runs(ax)
     ax.set_yscale("log")
+    # losses span about 0.3 to 30: label 1-2-5 steps, not only the powers of ten
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     width_axis(ax, sorted(cells["width"].astype(int).unique()))
     ax.tick_params(axis="x", labelsize="small")
     ax.set_xlabel("hidden units (log$_2$ scale)")
