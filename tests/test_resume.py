@@ -22,7 +22,7 @@ from walign.rules import build_rule
 from walign.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-VOLATILE = ("seconds", "wall_seconds", "resumed_after_epoch", "run_dir", "device")
+VOLATILE = ("seconds", "wall_seconds", "resumed_after_epoch", "resumed_after_step", "run_dir", "device")
 
 
 def run_main(*args, **kwargs):
@@ -52,29 +52,49 @@ def read_run(directory: Path):
     return stable(metrics), stable(summary), state
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+ARGS = ["rule=align_ada", "width=8", "epochs=4", "progress=lines", "keep_checkpoint=true", "eval_test=false"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference: the same run, never stopped."""
+    results = tmp_path_factory.mktemp("whole")
+    whole = run_main(*ARGS, f"results_dir={results}")
+    out, _ = whole.communicate(timeout=600)
+    assert whole.returncode == 0, out
+    return read_run(run_directory(results))
+
+
+def assert_same_run(directory: Path, reference) -> None:
+    metrics_a, summary_a, state_a = reference
+    metrics_b, summary_b, state_b = read_run(directory)
+    assert metrics_b == metrics_a
+    assert summary_b == summary_a
+    for a, b in zip(state_a["rule"]["params"], state_b["rule"]["params"]):
+        assert torch.equal(a, b)
+    assert all(np.array_equal(x, y) for x, y in zip(state_a["rng"][1:3], state_b["rng"][1:3]))
+    assert torch.equal(state_a["torch_rng"], state_b["torch_rng"])
+
+
+def wait_for_first_epoch(results: Path, proc) -> Path:
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        found = list(results.rglob("metrics.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1 and (found[0].parent / checkpoint.CHECKPOINT).exists():
+            return found[0].parent
+        time.sleep(0.02)
+    raise AssertionError("the run never finished an epoch")
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted):
     """SIGKILL a real `python main.py` run after its first epoch, start it again with the same
     command, and compare with a run that was never interrupted: every per-epoch metric, the
     summary and the final weights, optimizer state and RNG states are identical."""
-    args = ["rule=align_ada", "width=8", "epochs=4", "progress=lines", "keep_checkpoint=true",
-            "eval_test=false"]
-    whole = run_main(*args, f"results_dir={tmp_path / 'whole'}")
-    out, _ = whole.communicate(timeout=600)
-    assert whole.returncode == 0, out
-
+    args = ARGS
     killed = run_main(*args, f"results_dir={tmp_path / 'killed'}")
-    deadline = time.time() + 300
-    metrics = None
-    while time.time() < deadline:
-        found = list((tmp_path / "killed").rglob("metrics.jsonl"))
-        if found and found[0].read_text().count("\n") >= 1 and (found[0].parent / checkpoint.CHECKPOINT).exists():
-            metrics = found[0]
-            break
-        time.sleep(0.02)
-    assert metrics is not None, "the run never finished an epoch"
+    directory = wait_for_first_epoch(tmp_path / "killed", killed)
     killed.send_signal(signal.SIGKILL)
     killed.communicate(timeout=60)
-    directory = metrics.parent
     assert not (directory / "summary.json").exists(), "the run finished before it could be killed"
     done_before = torch.load(directory / checkpoint.CHECKPOINT, weights_only=False)["epoch"]
     assert 1 <= done_before < 4
@@ -86,15 +106,32 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     ran = re.findall(r"\] epoch (\d+)/4", out)
     assert ran == [str(e) for e in range(done_before + 1, 5)], out  # only the remaining epochs ran
 
-    metrics_a, summary_a, state_a = read_run(run_directory(tmp_path / "whole"))
-    metrics_b, summary_b, state_b = read_run(directory)
-    assert metrics_b == metrics_a
-    assert summary_b == summary_a
+    assert_same_run(directory, uninterrupted)
     assert json.loads((directory / "summary.json").read_text())["resumed_after_epoch"] == done_before
-    for a, b in zip(state_a["rule"]["params"], state_b["rule"]["params"]):
-        assert torch.equal(a, b)
-    assert all(np.array_equal(x, y) for x, y in zip(state_a["rng"][1:3], state_b["rng"][1:3]))
-    assert torch.equal(state_a["torch_rng"], state_b["torch_rng"])
+
+
+def test_terminated_run_saves_mid_epoch_and_resumes_from_that_step(tmp_path, uninterrupted):
+    """SIGTERM in the middle of an epoch: the run saves its state at the next step boundary
+    (which step, the loss so far, the epoch's batch order) and terminates; started again, it
+    continues from that step and ends exactly like the uninterrupted run."""
+    stopped = run_main(*ARGS, f"results_dir={tmp_path}")
+    directory = wait_for_first_epoch(tmp_path, stopped)
+    time.sleep(0.5)  # into the second epoch (each takes seconds)
+    stopped.send_signal(signal.SIGTERM)
+    out, _ = stopped.communicate(timeout=120)
+    assert stopped.returncode == -signal.SIGTERM, out  # the signal still ends the process
+    saved = re.search(r"stop signal; checkpoint saved in epoch (\d+) after step (\d+)", out)
+    assert saved, out
+    state = torch.load(directory / checkpoint.CHECKPOINT, weights_only=False)
+    assert state["within_epoch"]["step"] == int(saved.group(2)) > 0
+    assert state["epoch"] + 1 == int(saved.group(1))
+    assert not (directory / "summary.json").exists()
+
+    again = run_main(*ARGS, f"results_dir={tmp_path}")
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    assert f"resuming after epoch {state['epoch']}, step {state['within_epoch']['step']}" in out
+    assert_same_run(directory, uninterrupted)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Sweeps through the real SLURM launcher (hydra-submitit-launcher on the local cluster that
-.ci/run starts): (a) a sweep's runs all finish, (b) a signalled job is requeued and resumes from
-its checkpoint without losing a finished epoch, (c) launching the sweep again submits nothing.
+.ci/run starts): (a) a sweep's runs all finish, (b) a signalled job saves its state at the next
+step, is requeued and resumes from there without losing a finished epoch, (c) launching the
+sweep again submits nothing.
 
 Under CI=true these fail when SLURM is not up; elsewhere they skip with a one-line reason.
 """
@@ -95,8 +96,11 @@ def test_signalled_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     assert summary["status"] == "complete" and summary["epochs_done"] == epochs
     assert summary["resumed_after_epoch"] >= done_at_signal >= 1, "a finished epoch was lost"
     assert summary["resumed_after_epoch"] < epochs, "the job was not interrupted"
+    # the signal was caught between two steps: the state there was saved before the requeue
+    assert summary.get("resumed_after_step", 0) > 0
     metrics = [json.loads(line) for line in Path(summary["run_dir"], "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == list(range(1, epochs + 1))
     logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.*"))
     assert "Requeued" in logs or "requeued" in logs, logs[-2000:]
-    assert f"resuming after epoch {summary['resumed_after_epoch']}" in logs
+    assert "stop signal; checkpoint saved in epoch" in logs
+    assert f"resuming after epoch {summary['resumed_after_epoch']}, step {summary['resumed_after_step']}" in logs

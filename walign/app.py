@@ -19,6 +19,7 @@ from . import checkpoint
 from .data import load as load_data
 from .data import small_cifar_batch_size
 from .errors import ConfigError
+from .interrupt import SIGNALS, DeferredSignals
 from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS, ConvNet, NetSpec
 from .rules import RULES, build_rule, rules_for
 from .runs import append_jsonl, json_line, read_summary, run_dir, write_atomic, write_json
@@ -226,24 +227,37 @@ def execute(spec: RunSpec, config_yaml: str = "") -> dict:
             checkpoint.save(ckpt_path, {**snapshot(), "identity": identity, "records": records,
                                         "wall_seconds": earlier_seconds + time.time() - started})
 
-    try:
-        torch.manual_seed(spec.seed)
-        net = build_net(spec, data, batch_size).to(device)
-        rule = build_rule(spec.rule, net, spec.seed, **spec.rule_options)
-        outcome = train(rule, data, TrainConfig(spec.epochs, spec.lr, batch_size, spec.optimizer, spec.seed,
-                                                spec.eval_test), on_epoch, progress, resume)
-    except Exception as err:
-        (directory / "error.log").write_text(traceback.format_exc())
-        outcome = {"status": "failed", "epochs_done": len(records),
-                   "error": f"{type(err).__name__}: {err}".splitlines()[0]}
-    finally:
-        progress.close()
-    summary.update(outcome)
-    summary.update(data.summarize(records))
-    summary["wall_seconds"] = round(earlier_seconds + time.time() - started, 3)
-    if resume:
-        summary["resumed_after_epoch"] = resume["epoch"]
-    write_json(directory / "summary.json", summary)
-    if summary["status"] in FINISHED and not spec.keep_checkpoint:
-        checkpoint.remove(ckpt_path)
+    def on_signal(snapshot):
+        state = snapshot()
+        checkpoint.save(ckpt_path, {**state, "identity": identity, "records": records,
+                                    "wall_seconds": earlier_seconds + time.time() - started})
+        print(f"{directory}: stop signal; checkpoint saved in epoch {state['epoch'] + 1} after step "
+              f"{state['within_epoch']['step']}", flush=True)
+
+    # with checkpoints on, a stop signal (SLURM's USR2, kill's TERM, Ctrl-C) first saves the
+    # state at the next step boundary, then takes its usual course
+    with DeferredSignals(SIGNALS if spec.checkpoint_every else ()) as signals:
+        try:
+            torch.manual_seed(spec.seed)
+            net = build_net(spec, data, batch_size).to(device)
+            rule = build_rule(spec.rule, net, spec.seed, **spec.rule_options)
+            outcome = train(rule, data, TrainConfig(spec.epochs, spec.lr, batch_size, spec.optimizer, spec.seed,
+                                                    spec.eval_test), on_epoch, progress, resume, signals, on_signal)
+        except Exception as err:
+            (directory / "error.log").write_text(traceback.format_exc())
+            outcome = {"status": "failed", "epochs_done": len(records),
+                       "error": f"{type(err).__name__}: {err}".splitlines()[0]}
+        finally:
+            progress.close()
+        summary.update(outcome)
+        summary.update(data.summarize(records))
+        summary["wall_seconds"] = round(earlier_seconds + time.time() - started, 3)
+        if resume:
+            summary["resumed_after_epoch"] = resume["epoch"]
+            if resume.get("within_epoch"):
+                summary["resumed_after_step"] = resume["within_epoch"]["step"]
+        write_json(directory / "summary.json", summary)
+        if summary["status"] in FINISHED and not spec.keep_checkpoint:
+            checkpoint.remove(ckpt_path)
+        signals.deliver()  # a signal that came after the last step: the run is saved, now obey it
     return summary

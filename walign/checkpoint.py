@@ -47,7 +47,8 @@ def load(path: Path, identity: dict) -> tuple[dict | None, str]:
         return None, f"checkpoint format {state.get('format')} is not {FORMAT}; starting from epoch 1"
     if state.get("identity") != identity:
         return None, "checkpoint belongs to a different run; starting from epoch 1"
-    return state, f"resuming after epoch {state['epoch']}"
+    within = state.get("within_epoch")
+    return state, f"resuming after epoch {state['epoch']}" + (f", step {within['step']}" if within else "")
 
 
 def remove(path: Path) -> None:

@@ -47,12 +47,16 @@ def _sync(device: torch.device):
 
 
 def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict, Callable[[], dict]], None],
-          progress=None, resume: dict | None = None) -> dict:
+          progress=None, resume: dict | None = None, signals=None,
+          on_signal: Callable[[Callable[[], dict]], None] | None = None) -> dict:
     """Train for ``cfg.epochs`` epochs; call ``on_epoch(record, snapshot)`` after each one.
 
-    ``snapshot()`` returns the training state after that epoch (see walign/checkpoint.py); pass
+    ``snapshot()`` returns the training state at that point (see walign/checkpoint.py); pass
     such a state back as ``resume`` to continue from it with the same results as an
-    uninterrupted run.
+    uninterrupted run. With ``signals`` (a walign.interrupt.DeferredSignals), a stop signal is
+    noticed after the current step: ``on_signal(snapshot)`` is called with the state in the middle
+    of the epoch (which step, the loss so far, the epoch's batch order), then the signal is
+    delivered.
 
     ``data`` is a task: ``data.train.batches(rng, batch_size)`` yields (inputs, labels),
     ``data.targets(labels)`` gives the regression targets, and ``data.evaluate(net, batch_size,
@@ -67,7 +71,7 @@ def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict, Callable
     optimizer = make_optimizer(cfg.optimizer, rule.params, cfg.lr)
     rng = np.random.RandomState(cfg.seed)
     test_rng = np.random.RandomState(cfg.seed + TEST_RNG_OFFSET)
-    status, epochs_done = "complete", 0
+    status, epochs_done, within = "complete", 0, None
     if resume is not None:
         rule.load_state_dict(resume["rule"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -76,20 +80,26 @@ def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict, Callable
         torch.set_rng_state(resume["torch_rng"])
         if resume.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(resume["cuda_rng"])
-        epochs_done = resume["epoch"]
+        epochs_done, within = resume["epoch"], resume.get("within_epoch")
         if progress is not None:
-            progress.update(epochs_done * data.train.num_batches(cfg.batch_size))
+            progress.update(epochs_done * data.train.num_batches(cfg.batch_size) + (within["step"] if within else 0))
 
-    def snapshot() -> dict:
+    def state(**extra) -> dict:
         return {"epoch": epochs_done, "rule": rule.state_dict(), "optimizer": optimizer.state_dict(),
                 "rng": rng.get_state(), "test_rng": test_rng.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **extra}
 
     for epoch in range(epochs_done + 1, cfg.epochs + 1):
         _sync(device)
         start = time.perf_counter()
         loss_sum, steps = torch.zeros((), device=device), 0
-        for x, labels in data.train.batches(rng, cfg.batch_size):
+        if within is not None:  # resuming in the middle of this epoch: same batch order, skip what was done
+            rng.set_state(within["order_rng"])
+            loss_sum, steps = within["loss_sum"].to(device), within["step"]
+        order_rng = rng.get_state()  # the epoch's batch order is drawn from this state
+        for index, (x, labels) in enumerate(data.train.batches(rng, cfg.batch_size)):
+            if index < steps:
+                continue
             step = rule.pseudo_gradients(x, data.targets(labels))
             for param, grad in zip(rule.params, step.grads):
                 param.grad = grad
@@ -98,13 +108,19 @@ def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict, Callable
             steps += 1
             if progress is not None:
                 progress.update(1)
+            if signals is not None and signals.pending is not None:
+                within = {"step": steps, "order_rng": order_rng, "loss_sum": loss_sum.detach().cpu().clone()}
+                if on_signal is not None:
+                    on_signal(lambda: state(within_epoch=within))
+                signals.deliver()  # usually ends the process (requeue, KeyboardInterrupt, termination)
+        within = None
         train_loss = loss_sum.item() / max(steps, 1)
         metrics = data.evaluate(net, cfg.batch_size, rng, test_rng, cfg.eval_test)
         metrics.update(rule.epoch_metrics(epoch))
         _sync(device)
         epochs_done = epoch
         on_epoch({"epoch": epoch, "train_loss": train_loss, **metrics, "seconds": time.perf_counter() - start},
-                 snapshot)
+                 state)
         if not math.isfinite(train_loss):
             status = "diverged"
             break
