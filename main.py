@@ -60,6 +60,15 @@ def check_overrides(args: list[str]) -> None:
             if key in GROUPS:
                 choices[key] = values[0] if values else choices[key]
     explicit = {o.key_or_group for o in overrides}
+    for o in overrides:  # a sweep picks group options too (sweeps=table6 -> dataset=cifar10)
+        if o.key_or_group == "sweeps" and _values(o):
+            sweep = OmegaConf.to_container(OmegaConf.load(GROUP_DIRS["sweeps"] / f"{_values(o)[0]}.yaml"))
+            for entry in sweep.get("defaults", []):
+                for key, value in (entry.items() if isinstance(entry, dict) else ()):
+                    group = key.replace("override /", "")
+                    if group in GROUPS and group not in explicit:
+                        choices[group] = value
+                        explicit = explicit | {group}
     task = OmegaConf.to_container(OmegaConf.load(CONF / "task" / f"{choices['task']}.yaml"))
     for entry in (task or {}).get("defaults", []):  # a task may pick another option of a group
         for key, value in (entry.items() if isinstance(entry, dict) else ()):
