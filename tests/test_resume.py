@@ -151,7 +151,7 @@ def fresh_rule(name, seed=3, **options):
 def test_resume_from_a_saved_state_is_bit_identical(tmp_path, embedded, name, optimizer, options):
     cfg = TrainConfig(epochs=3, lr=0.01 if optimizer == "adam" else 1.0, batch_size=100, optimizer=optimizer,
                       seed=5, eval_test=False)
-    whole, saved = [], {}
+    whole = []
 
     def keep(record, snapshot):
         whole.append(record)
