@@ -177,7 +177,6 @@ def test_diverging_run_is_recorded_as_diverged(tmp_path):
 def test_integer_and_float_learning_rates_name_the_same_run():
     from omegaconf import OmegaConf
     from walign.app import RunSpec
-    from walign.runs import run_dir
 
     def directory(lr):
         cfg = OmegaConf.load(REPO / "conf" / "config.yaml")
@@ -186,6 +185,6 @@ def test_integer_and_float_learning_rates_name_the_same_run():
         del cfg["defaults"], cfg["hydra"]
         cfg.lr = lr
         spec = RunSpec.from_config(cfg)
-        return run_dir("results", spec.identity(50))
+        return spec.run_directory()
     assert directory(5) == directory(5.0)
     assert directory(5) != directory(2.0)

@@ -120,12 +120,12 @@ class RunSpec:
 
     def run_directory(self):
         """Where this run's results go (known before any data is loaded)."""
-        return run_dir(self.results_dir, self.identity(self.resolved_batch_size()))
+        return run_dir(self.results_dir, self.identity())
 
-    def identity(self, batch_size: int) -> dict:
+    def identity(self) -> dict:
         """The values that define the run (its directory is a hash of these)."""
         return {"dataset": self.dataset, **self.data_options, "rule": self.rule, **self.rule_options,
-                "width": self.width, "lr": self.lr, "epochs": self.epochs, "batch_size": batch_size,
+                "width": self.width, "lr": self.lr, "epochs": self.epochs, "batch_size": self.resolved_batch_size(),
                 "seed": self.seed, "activation": self.activation, "parameterization": self.parameterization,
                 "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {})}
 
@@ -191,9 +191,7 @@ def build_net(spec: RunSpec, data, batch_size: int) -> torch.nn.Module:
 def execute(spec: RunSpec, config_yaml: str = "") -> dict:
     """Run the run ``spec`` defines, resume it from its checkpoint, or find it already finished;
     return its summary."""
-    batch_size = spec.resolved_batch_size()
-    identity = spec.identity(batch_size)
-    directory = run_dir(spec.results_dir, identity)
+    batch_size, identity, directory = spec.resolved_batch_size(), spec.identity(), spec.run_directory()
     previous = read_summary(directory)
     if previous and previous.get("status") in FINISHED:
         print(f"already {previous['status']}: {directory}", flush=True)

@@ -119,6 +119,18 @@ def plot_cells(ax, cells: pd.DataFrame, x: str, color, linestyle="-", label=None
     return len(ours)
 
 
+def plot_by_rule(ax, cells: pd.DataFrame, x: str, split: str, styles) -> tuple[list[str], int]:
+    """One line per rule and per value of column ``split``; ``styles`` pairs each value with its
+    line style. Returns the rules in table order and the number of points drawn."""
+    rules = [RULE_OF_METHOD[m] for m in dict.fromkeys(cells["method"])]
+    points = 0
+    for rule in rules:
+        for value, linestyle in styles:
+            chosen = cells[(cells["rule"] == rule) & (cells[split] == value)]
+            points += plot_cells(ax, chosen, x, RULE_COLORS[rule], linestyle)
+    return rules, points
+
+
 def save(figure: Figure, out: Path, stem: str) -> list[str]:
     """PNG and PDF with no timestamp or software stamp: identical bytes on every rerun."""
     figure.savefig(out / f"{stem}.png", dpi=130, metadata={"Software": None})
@@ -230,12 +242,7 @@ def figure6(tables, runs, subs) -> Drawn:
     """Small CIFAR-10 accuracy vs training-set size: width 512 solid, width 8 dashed (Table 9)."""
     figure, axes = new_figure(1)
     ax, drawn = axes[0], Drawn(figure)
-    cells = tables[9]
-    rules = [RULE_OF_METHOD[m] for m in dict.fromkeys(cells["method"])]
-    for rule in rules:
-        for width, linestyle in ((512, "-"), (8, "--")):
-            chosen = cells[(cells["rule"] == rule) & (cells["width"] == width)]
-            drawn.points += plot_cells(ax, chosen, "train_size", RULE_COLORS[rule], linestyle)
+    rules, drawn.points = plot_by_rule(ax, tables[9], "train_size", "width", ((512, "-"), (8, "--")))
     if not drawn.points:
         no_runs(ax)
     log_axis(ax, SMALL_SIZES, "training images (log scale)")
@@ -337,11 +344,8 @@ def figure9(tables, runs, subs) -> Drawn:
     figure, axes = new_figure(1)
     ax, drawn = axes[0], Drawn(figure)
     cells = tables[8]
-    rules = [RULE_OF_METHOD[m] for m in dict.fromkeys(cells["method"])]
-    for rule in rules:
-        for metric, linestyle in (("test_loss_best", "-"), ("train_loss_best", "--")):
-            chosen = cells[(cells["rule"] == rule) & (cells["metric"] == metric)]
-            drawn.points += plot_cells(ax, chosen, "width", RULE_COLORS[rule], linestyle)
+    rules, drawn.points = plot_by_rule(ax, cells, "width", "metric",
+                                       (("test_loss_best", "-"), ("train_loss_best", "--")))
     if not drawn.points:
         no_runs(ax)
     ax.set_yscale("log")
