@@ -64,6 +64,12 @@ class RunSpec:
         c = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
              for key, value in ((k, cfg[k]) for k in cfg if k != "hydra")}
         ds, rule = dict(c["dataset"]), dict(c["rule"])
+        # the options the rule declares for this data set's model family define the run; the
+        # config node also carries other families' options (align_ada's RNN-only same_step)
+        family = "rnn" if ds.get("name") in RNN_DATASETS else "cnn"
+        declared = RULES.get(rule.get("name"), {}).get(family)
+        if declared is not None:
+            rule = {k: v for k, v in rule.items() if k == "name" or k in declared.options()}
         optimizer = c.get("optimizer", "auto")
         if optimizer == "auto":
             optimizer = "adam" if c.get("parameterization") == "standard" else "sgd"

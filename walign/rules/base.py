@@ -8,6 +8,7 @@ know which rule produced them.
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,13 @@ class Rule:
     def create(cls, net: nn.Module, seed: int, **options) -> "Rule":
         """Draw the initial weights (and any rule-specific random state) and build the rule."""
         raise NotImplementedError
+
+    @classmethod
+    def options(cls) -> dict:
+        """The rule's options and their defaults: the keyword arguments ``create`` declares."""
+        params = list(inspect.signature(cls.create).parameters.values())[2:]  # after net, seed
+        return {p.name: p.default for p in params
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
 
     def pseudo_gradients(self, x: torch.Tensor, target: torch.Tensor) -> Step:
         raise NotImplementedError

@@ -82,6 +82,11 @@ class AlignAdaRNN(_RNNRule):
         self.frozen = frozen_copy(net)
         self.same_step = bool(same_step)
 
+    @classmethod
+    def create(cls, net, seed, same_step: bool = False):
+        initialize_rnn(net, seed)
+        return cls(net, same_step)
+
     def pseudo_gradients(self, x, target):
         net, frozen = self.net, self.frozen
         s = net.state0
