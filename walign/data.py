@@ -14,6 +14,7 @@ import io
 import math
 import os
 from dataclasses import dataclass
+from typing import Callable
 from importlib import resources
 
 import numpy as np
@@ -252,24 +253,42 @@ def load_imagenet(root: str, device, workers: int = 8) -> Data:
                 None, len(train.classes), 3, 224, "imagenet", label_offset=0.0)
 
 
-def load(name: str, device, root: str | None = None, verify_md5: bool = True,
-         train_size: int | None = None, workers: int = 8, **options):
-    """Load data set (or task) ``name`` onto ``device``; ``options`` go to the Add task."""
-    if name == "add":
-        from .rnn import AddTask
-        return AddTask.load(device, train_size=train_size or 300, **options)
-    if name == "embedded":
-        return load_embedded(device)
-    if name in ("cifar10", "small_cifar10", "kmnist", "imagenet") and not root:
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A data set walign knows: its model family and how to load it."""
+    name: str
+    family: str                 # 'cnn' (ConvNet) or 'rnn' (the Add-task RNN)
+    loader: Callable[..., object]
+    needs_root: bool = True     # read from dataset.root (else generated or shipped)
+
+
+def _load_add(device, root=None, verify_md5=True, train_size=None, **options):
+    from .rnn import AddTask
+    return AddTask.load(device, train_size=train_size or 300, **options)
+
+
+def _load_small_cifar10(device, root, verify_md5=True, train_size=None, **options):
+    if train_size is None:
+        raise ConfigError("dataset small_cifar10 needs dataset.train_size (e.g. 45, 150, ..., 45000)")
+    return load_cifar10(root, device, verify_md5, train_size)
+
+
+# The one list of data set names: config checks, the app and the report all read it.
+DATASETS = {entry.name: entry for entry in (
+    DatasetEntry("add", "rnn", _load_add, needs_root=False),
+    DatasetEntry("cifar10", "cnn", lambda device, root, verify_md5=True, **_: load_cifar10(root, device, verify_md5)),
+    DatasetEntry("embedded", "cnn", lambda device, root=None, **_: load_embedded(device), needs_root=False),
+    DatasetEntry("imagenet", "cnn", lambda device, root, workers=8, **_: load_imagenet(root, device, workers)),
+    DatasetEntry("kmnist", "cnn", lambda device, root, **_: load_kmnist(root, device)),
+    DatasetEntry("small_cifar10", "cnn", _load_small_cifar10),
+)}
+
+
+def load(name: str, device, root: str | None = None, verify_md5: bool = True, **options):
+    """Load data set (or task) ``name`` onto ``device``; ``options`` are its dataset.* values."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    entry = DATASETS[name]
+    if entry.needs_root and not root:
         raise ConfigError(f"dataset {name} needs dataset.root (the folder that holds it)")
-    if name == "cifar10":
-        return load_cifar10(root, device, verify_md5)
-    if name == "small_cifar10":
-        if train_size is None:
-            raise ConfigError("dataset small_cifar10 needs dataset.train_size (e.g. 45, 150, ..., 45000)")
-        return load_cifar10(root, device, verify_md5, train_size)
-    if name == "kmnist":
-        return load_kmnist(root, device)
-    if name == "imagenet":
-        return load_imagenet(root, device, workers)
-    raise ConfigError(f"unknown dataset {name!r}; valid: add, cifar10, embedded, imagenet, kmnist, small_cifar10")
+    return entry.loader(device, root=root, verify_md5=verify_md5, **options)

@@ -1,4 +1,4 @@
-"""Run directories: content-addressed, written atomically, with summary.json as the done-marker.
+"""Run directories: content-addressed, written atomically, read defensively.
 
 A run's directory name is derived from the values that define the run (not from where or when it
 ran), so launching the same configuration again finds the same directory. Layout:
@@ -6,8 +6,15 @@ ran), so launching the same configuration again finds the same directory. Layout
     <results_dir>/<dataset>/<rule>/w<width>-lr<lr>-s<seed>-<hash>/
         config.yaml     the full resolved configuration
         metrics.jsonl   one JSON object per finished epoch
-        summary.json    written at the end (status complete | diverged | failed)
+        summary.json    written at the end (status complete | diverged | failed): the done-marker
         checkpoint.pt   the state after the last finished epoch, while the run is unfinished
+        claim.json      who is running the run now (walign/claim.py)
+
+Results directories are shared, copied between machines and sometimes tampered with, so every
+file here is treated as untrusted input: a reader never follows a symbolic link, checks what it
+parsed, and reports anything else as ``Unreadable`` ("<path>: <reason>") for its caller to say in
+one line and carry on. Writers never write through a link either: whole files are replaced by a
+rename, appends open with O_NOFOLLOW.
 """
 from __future__ import annotations
 
@@ -16,6 +23,32 @@ import json
 import math
 import os
 from pathlib import Path
+
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+STATUSES = ("complete", "diverged", "failed")
+# keys every summary.json walign writes has, with the type each must have
+SUMMARY_KEYS = {"status": str, "dataset": str, "rule": str, "width": int, "lr": (int, float), "seed": int,
+                "epochs": int, "epochs_done": int}
+
+
+class Unreadable(Exception):
+    """A state file exists but does not hold what walign writes; str() is '<path>: <reason>'."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+class WriteError(OSError):
+    """Writing a run's file failed (disk full, read-only, permissions); str() names file and error."""
+
+    def __init__(self, path, err: OSError):
+        super().__init__(err.errno, f"cannot write {path}: {err.strerror or err}")
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def run_id(identity: dict) -> str:
@@ -30,14 +63,25 @@ def run_dir(results_dir: str | os.PathLike, identity: dict) -> Path:
     return Path(results_dir) / str(identity["dataset"]) / str(identity["rule"]) / name
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a kill never leaves a half-written file."""
+# ----------------------------------------------------------------------------- writing
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write via a temporary file, fsync and rename, so a kill never leaves a half-written file and
+    a symbolic link at ``path`` is replaced, not followed. On failure the temporary file is
+    removed, the old file is untouched, and a ``WriteError`` names the file."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise WriteError(path, err) from None
 
 
 def strict(obj):
@@ -60,32 +104,107 @@ def json_line(record: dict) -> str:
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json_line(record))
-        f.flush()
+    """Append one line; never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(json_line(record))
+            f.flush()
+    except OSError as err:
+        raise WriteError(path, err) from None
+
+
+# ----------------------------------------------------------------------------- reading
+def read_bytes(path: Path) -> bytes | None:
+    """The file's bytes, None if it does not exist; Unreadable for a link or an I/O error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if os.path.islink(path):
+            raise Unreadable(path, f"a symbolic link to {os.readlink(path)} (not followed)") from None
+        raise Unreadable(path, err.strerror or str(err)) from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _refuse_constant(name):
+    raise ValueError(f"holds a {name} literal (walign writes non-finite numbers as null)")
+
+
+def loads_strict(text: str):
+    """json.loads that rejects the NaN / Infinity literals plain json accepts."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def check_summary(summary, path) -> dict:
+    """``summary`` if it has the shape walign writes, else Unreadable saying what is wrong."""
+    if not isinstance(summary, dict):
+        raise Unreadable(path, f"holds a JSON {type(summary).__name__}, not an object")
+    missing = [key for key in SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise Unreadable(path, f"lacks {', '.join(missing)}")
+    for key, kind in SUMMARY_KEYS.items():
+        value = summary[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise Unreadable(path, f"{key} is {value!r}")
+    if summary["status"] not in STATUSES:
+        raise Unreadable(path, f"unknown status {summary['status']!r}")
+    return summary
 
 
 def read_summary(directory: Path) -> dict | None:
-    """The run's summary, or None if it has none (or an unreadable one)."""
-    try:
-        return json.loads((directory / "summary.json").read_text())
-    except (OSError, ValueError):
+    """The run's summary, None if it has none; Unreadable if it has one that is not valid."""
+    path = Path(directory) / SUMMARY
+    data = read_bytes(path)
+    if data is None:
         return None
-
-
-def read_metrics(directory: Path) -> list[dict]:
-    """Per-epoch records; a torn last line (killed mid-write) is ignored."""
-    records = []
     try:
-        lines = (directory / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return records
-    for line in lines:
+        summary = loads_strict(data.decode())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise Unreadable(path, f"not valid JSON ({str(err).splitlines()[0]})") from None
+    return check_summary(summary, path)
+
+
+def read_metrics(directory: Path) -> tuple[list[dict], list[str]]:
+    """Per-epoch records and the problems found in metrics.jsonl (each '<path>: <reason>').
+
+    Reading stops at the first line that is not a JSON object with an integer epoch (a torn last
+    line after a kill, or tampering); the records before it are returned. Duplicated and missing
+    epochs, NaN / Infinity literals and an empty or absent file are problems too.
+    """
+    path = Path(directory) / METRICS
+    try:
+        data = read_bytes(path)
+    except Unreadable as err:
+        return [], [str(err)]
+    if data is None:
+        return [], [f"{path}: missing"]
+    lines = data.decode(errors="replace").splitlines()
+    if not lines:
+        return [], [f"{path}: empty"]
+    records, problems = [], []
+    for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
-        except ValueError:
+            record = loads_strict(line)
+        except ValueError as err:
+            problems.append(f"{path}: line {number} of {len(lines)} {str(err).splitlines()[0]}; "
+                            f"the {len(records)} line(s) before it are used")
             break
-    return records
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            problems.append(f"{path}: line {number} has no valid epoch; the {len(records)} line(s) before it are used")
+            break
+        records.append(record)
+    epochs = [r["epoch"] for r in records]
+    duplicated = sorted({e for e in epochs if epochs.count(e) > 1})
+    if duplicated:
+        problems.append(f"{path}: epochs listed more than once: {', '.join(map(str, duplicated))}")
+    absent = sorted(set(range(1, max(epochs, default=0) + 1)) - set(epochs))
+    if absent:
+        problems.append(f"{path}: epochs missing: {', '.join(map(str, absent))}")
+    return records, problems
 
 
 def best(records: list[dict], key: str) -> float | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..runs import read_metrics, read_summary
+from ..runs import Unreadable, read_metrics, read_summary
 
 DATASETS = ("add", "cifar10", "embedded", "imagenet", "kmnist", "small_cifar10")
 USABLE_STATUSES = ("complete", "diverged")  # a diverged run keeps its best-so-far values (SPEC 9.24)
@@ -90,20 +90,12 @@ def _check_summary(summary) -> str | None:
 
 
 def _read_records(directory: Path, relpath: str, problems: list) -> list[dict]:
-    """metrics.jsonl through walign.runs.read_metrics, which stops at the first unreadable line.
-    If it stopped early, or the file is missing, say so (the lines before are still used)."""
-    path = directory / "metrics.jsonl"
-    records = read_metrics(directory)
-    try:
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        problems.append((f"{relpath}/metrics.jsonl", "missing or unreadable; per-epoch values of this run unavailable"))
-        return []
-    if len(records) < len(lines):
-        problems.append((f"{relpath}/metrics.jsonl",
-                         f"line {len(records) + 1} of {len(lines)} is not valid JSON (half-written?); "
-                         f"the {len(records)} line(s) before it are used"))
-    return [r for r in records if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
+    """metrics.jsonl through walign.runs.read_metrics; every problem it finds is listed with the
+    run's path (the records before a bad line are still used)."""
+    records, found = read_metrics(directory)
+    for problem in found:
+        problems.append((f"{relpath}/metrics.jsonl", problem.split(": ", 1)[1]))
+    return records
 
 
 def scan(results_dir: str | os.PathLike, substitutions: dict[str, str] | None = None) -> Collection:
@@ -122,9 +114,10 @@ def scan(results_dir: str | os.PathLike, substitutions: dict[str, str] | None = 
             if "metrics.jsonl" in filenames or "config.yaml" in filenames:
                 in_progress.append(relpath)
             continue
-        summary = read_summary(directory)
-        if summary is None:
-            problems.append((f"{relpath}/summary.json", "not readable as JSON (half-written or corrupt); run skipped"))
+        try:
+            summary = read_summary(directory)
+        except Unreadable as err:
+            problems.append((f"{relpath}/summary.json", f"{err.reason}; run skipped"))
             continue
         why = _check_summary(summary)
         if why:
