@@ -38,6 +38,28 @@ def _values(override) -> list[str]:
     return [str(override.value())]
 
 
+def group_options(group: str) -> list[str]:
+    """The choices of a config group: its YAML files, and for ``rule`` every registered rule."""
+    from walign.rules import RULES
+    folder = GROUP_DIRS[group]
+    names = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    return sorted(names | set(RULES)) if group == "rule" else sorted(names)
+
+
+def group_keys(group: str, choice: str) -> list[str]:
+    """The keys of a group's chosen config (a rule's node comes from its declaration)."""
+    from walign.configs import rule_node
+    from walign.rules import RULES
+    if group == "rule" and choice in RULES:
+        return list(rule_node(choice))
+    node = OmegaConf.load(GROUP_DIRS[group] / f"{choice}.yaml")
+    keys = [k for k in node if k != "defaults"]
+    for base in (node.get("defaults") or []):  # a preset: the keys of the config it extends
+        if isinstance(base, str) and base != "_self_":
+            keys = group_keys(group, base) + [k for k in keys if k not in group_keys(group, base)]
+    return keys
+
+
 def check_overrides(args: list[str]) -> None:
     """Reject unknown config-group options and keys with one line naming the valid ones."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -52,7 +74,7 @@ def check_overrides(args: list[str]) -> None:
         if o.is_hydra_override() or o.is_delete() or key.startswith("+"):
             continue
         if key in GROUP_DIRS:
-            valid = sorted(p.stem for p in GROUP_DIRS[key].glob("*.yaml"))
+            valid = group_options(key)
             for value in _values(o):
                 if value not in valid:
                     fail(f"unknown {key[:-1] if key == 'sweeps' else key} {value!r}; valid: {', '.join(valid)}")
@@ -69,7 +91,7 @@ def check_overrides(args: list[str]) -> None:
                     if group in GROUPS and group not in explicit:
                         choices[group] = value
                         explicit = explicit | {group}
-    task = OmegaConf.to_container(OmegaConf.load(CONF / "task" / f"{choices['task']}.yaml"))
+    task = OmegaConf.to_container(OmegaConf.load(GROUP_DIRS["task"] / f"{choices['task']}.yaml"))
     for entry in (task or {}).get("defaults", []):  # a task may pick another option of a group
         for key, value in (entry.items() if isinstance(entry, dict) else ()):
             group = key.replace("override /", "")
@@ -81,7 +103,10 @@ def check_overrides(args: list[str]) -> None:
             continue
         head, _, rest = key.partition(".")
         if head in GROUPS and rest:
-            known = OmegaConf.load(CONF / head / f"{choices[head]}.yaml")
+            known = group_keys(head, choices[head])
+            if head == "rule" and rest.split(".")[0] not in known:
+                fail(f"rule {choices[head]} has no option {rest.split('.')[0]!r}; its options: "
+                     f"{', '.join(k for k in known if k != 'name') or 'none'}")
             if rest.split(".")[0] not in known:
                 fail(f"{head} {choices[head]} has no key {rest!r} (its keys: {', '.join(known)}); "
                      f"to add one anyway use +{key}=...")
@@ -124,23 +149,79 @@ def main(cfg: DictConfig):
 
     from walign.app import RunSpec, execute
     from walign.errors import ConfigError
+    from walign.rules import import_rule_module
+    from walign.runs import WriteError
 
     try:
+        if cfg.get("rule_module"):  # in a job process of its own (launcher=local or slurm)
+            import_rule_module(cfg.rule_module)
         spec = RunSpec.from_config(cfg)
         summary = execute(spec, OmegaConf.to_yaml(cfg, resolve=True))
     except ConfigError as err:
         fail(str(err))
+    except WriteError as err:
+        fail(f"{err}; nothing else was changed and the last checkpoint is kept: run the same command "
+             f"to resume once the file can be written", code=1)
     status = summary["status"]
     if status == "failed":
         print(f"walign: run failed: {summary['error']} (traceback: {summary['run_dir']}/error.log)",
               file=sys.stderr, flush=True)
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             sys.exit(1)
-    else:
+    elif status != "running":
         print(f"{status}: {headline(summary)} -> {summary['run_dir']}", flush=True)
     return status
 
 
+def preflight(args: list[str]) -> None:
+    """Check a single run's values and machine before Hydra starts (Hydra creates its output
+    folder first thing), so a refused command leaves nothing on disk."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from walign.app import RunSpec
+    from walign.errors import ConfigError
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=[a for a in args if not a.startswith("-")])
+    except (HydraException, OmegaConfBaseException) as err:
+        fail(str(err).strip().splitlines()[0])
+    try:
+        RunSpec.from_config(cfg).check_environment()
+    except ConfigError as err:
+        fail(str(err))
+
+
+def load_rule_module(args: list[str]) -> None:
+    """``+rule_module=NAME``: import the user's module of rules before anything is checked."""
+    from walign.configs import register_configs
+    from walign.errors import ConfigError
+    from walign.rules import import_rule_module
+    for arg in args:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key == "rule_module":
+            try:
+                import_rule_module(value)
+            except ConfigError as err:
+                fail(str(err))
+    register_configs()
+
+
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:])
-    main()
+    from walign.train import Stopped
+
+    arguments = sys.argv[1:]
+    load_rule_module(arguments)
+    check_overrides(arguments)
+    if not ({"-m", "--multirun"} & set(arguments)) and not any(a.startswith("-") for a in arguments):
+        preflight(arguments)
+    try:
+        main()
+    except Stopped:
+        sys.exit(130)  # the run said where it saved its state
+    except KeyboardInterrupt:
+        print("walign: stopped (Ctrl-C); the last checkpoint, if any, is kept: run the same command to resume",
+              file=sys.stderr, flush=True)
+        sys.exit(130)

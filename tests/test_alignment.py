@@ -145,7 +145,7 @@ def test_wider_networks_align_better_after_the_same_short_training_on_the_embedd
     """Figure 1's trend in miniature: a 3-conv net (strides 1, 2, 2) on the embedded CIFAR-10
     sample, 3 epochs at lr 5; the mean score over layers is clearly higher at width 32 than at 8."""
     from walign.data import load_embedded
-    from walign.train import TrainConfig, train
+    from walign.train import TrainConfig, TrainState, train
 
     torch.set_default_dtype(torch.float32)
     data = load_embedded("cpu")
@@ -154,7 +154,7 @@ def test_wider_networks_align_better_after_the_same_short_training_on_the_embedd
         net = ConvNet(NetSpec("kmnist", width, in_channels=3, image_size=32))
         rule = build_rule("gd_wstar", net, 99, score_epochs=[3], iterations=5, probes=10)
         records = []
-        train(rule, data, TrainConfig(3, 5.0, 50, seed=99, eval_test=False), lambda record, _: records.append(record))
+        train(TrainState(rule, TrainConfig(3, 5.0, 50, seed=99, eval_test=False)), data, records.append)
         scores = records[-1]["alignment"]
         return sum(scores["kernel"]) / 3, sum(scores["operator"]) / 3
 

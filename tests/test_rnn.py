@@ -11,7 +11,7 @@ import torch
 from walign.app import RunSpec, execute
 from walign.rnn import AddRNN, AddTask, add_task, sequence_loss
 from walign.rules import build_rule
-from walign.train import TrainConfig, train
+from walign.train import TrainConfig, TrainState, train
 
 REPO = Path(__file__).resolve().parents[1]
 RNN_RULES = ["normal", "align_ada", "align_zero", "readout_only"]
@@ -164,7 +164,7 @@ def test_every_recurrent_rule_lowers_the_training_loss(name):
     task = AddTask.load("cpu")
     rule = build_rule(name, AddRNN(64).double(), 99)
     records = []
-    train(rule, task, TrainConfig(epochs=4, lr=0.001, batch_size=50, seed=99), lambda record, _: records.append(record))
+    train(TrainState(rule, TrainConfig(epochs=4, lr=0.001, batch_size=50, seed=99)), task, records.append)
     losses = [r["eval_train_loss"] for r in records]
     assert losses[-1] < 0.9 * losses[0], losses
 

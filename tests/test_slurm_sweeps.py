@@ -102,5 +102,5 @@ def test_signalled_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     assert [m["epoch"] for m in metrics] == list(range(1, epochs + 1))
     logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.*"))
     assert "Requeued" in logs or "requeued" in logs, logs[-2000:]
-    assert "stop signal; checkpoint saved in epoch" in logs
+    assert "stopped: checkpoint saved in epoch" in logs
     assert f"resuming after epoch {summary['resumed_after_epoch']}, step {summary['resumed_after_step']}" in logs

@@ -1,35 +1,50 @@
 """From a Hydra config to a finished run directory.
 
 This is the only module that reads the Hydra/OmegaConf config: ``RunSpec.from_config`` turns it
-into typed, validated values, and everything below receives plain arguments. ``execute`` builds
-the data, network and rule, trains, and writes config.yaml, metrics.jsonl and summary.json.
+into typed, validated values, and everything below receives plain arguments. ``execute`` claims
+the run directory, builds the data, network and rule, resumes from a checkpoint if there is a
+usable one, trains, and writes config.yaml, metrics.jsonl and summary.json.
 """
 from __future__ import annotations
 
+import math
+import os
 import socket
-import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from . import __version__
 from . import checkpoint
+from .configs import register_configs
+from .claim import AlreadyRunning, Claim, describe, holder
+from .data import DATASETS
 from .data import load as load_data
 from .data import small_cifar_batch_size
 from .errors import ConfigError
-from .interrupt import SIGNALS, DeferredSignals
+from .interrupt import SIGNALS, DeferredSignals, signal_name
 from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS, ConvNet, NetSpec
+from .progress import Progress
 from .rules import RULES, build_rule, rules_for
-from .runs import append_jsonl, json_line, read_summary, run_dir, write_atomic, write_json
-from .train import OPTIMIZERS, TrainConfig, train
+from .rules.options import resolve as resolve_rule_options
+from .runs import (Unreadable, WriteError, append_jsonl, json_line, read_summary, run_dir, write_atomic,
+                   write_json)
+from .train import NUMPY_SEEDS, OPTIMIZERS, TrainConfig, TrainState, train
+
+register_configs()  # rule=NAME works for every registered rule (walign's and plugins')
 
 FINISHED = ("complete", "diverged")  # a rerun of a run with one of these statuses is skipped
-DATASETS = ("add", "cifar10", "embedded", "imagenet", "kmnist", "small_cifar10")
-RNN_DATASETS = ("add",)
 # dataset keys that are defaults for top-level values or say where/how to load: not identity
-LOADING_KEYS = ("name", "root", "verify_md5", "workers", "epochs", "batch_size", "lr")
+LOADING_KEYS = ("name", "root", "verify_md5", "workers", "epochs", "batch_size", "lr", "download")
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -64,67 +79,86 @@ class RunSpec:
         c = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
              for key, value in ((k, cfg[k]) for k in cfg if k != "hydra")}
         ds, rule = dict(c["dataset"]), dict(c["rule"])
-        # the options the rule declares for this data set's model family define the run; the
-        # config node also carries other families' options (align_ada's RNN-only same_step)
-        family = "rnn" if ds.get("name") in RNN_DATASETS else "cnn"
-        declared = RULES.get(rule.get("name"), {}).get(family)
-        if declared is not None:
-            rule = {k: v for k, v in rule.items() if k == "name" or k in declared.options()}
+        name, dataset = rule.pop("name"), ds.get("name")
+        if dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
+        if name not in RULES:
+            raise ConfigError(f"unknown rule {name!r}; valid rules: {', '.join(sorted(RULES))}")
+        family = DATASETS[dataset].family
+        if family not in RULES[name]:
+            raise ConfigError(f"rule {name} cannot train dataset {dataset}; rules that can: "
+                              f"{', '.join(rules_for(family))}")
         optimizer = c.get("optimizer", "auto")
         if optimizer == "auto":
             optimizer = "adam" if c.get("parameterization") == "standard" else "sgd"
         lr = c["lr"]
-        if isinstance(lr, int) and not isinstance(lr, bool):
+        if _is_int(lr):
             lr = float(lr)  # lr=5 and lr=5.0 are the same run (and the same directory)
         spec = cls(
-            dataset=ds["name"], rule=rule.pop("name"), width=c["width"], lr=lr, epochs=c["epochs"],
+            dataset=dataset, rule=name, width=c["width"], lr=lr, epochs=c["epochs"],
             batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"], arch=str(c.get("arch", "auto")),
             parameterization=c["parameterization"], optimizer=optimizer, device=str(c["device"]),
-            results_dir=str(c["results_dir"]), data_root=ds.get("root"),
-            verify_md5=bool(ds.get("verify_md5", True)),
+            results_dir=str(c["results_dir"] if c["results_dir"] is not None else ""), data_root=ds.get("root"),
+            verify_md5=ds.get("verify_md5", True),
             data_options={k: v for k, v in ds.items() if k not in LOADING_KEYS},
-            rule_options=rule, eval_test=bool(c.get("eval_test", True)), progress=str(c.get("progress", "auto")),
+            rule_options=resolve_rule_options(name, family, RULES[name], rule),
+            eval_test=c.get("eval_test", True), progress=str(c.get("progress", "auto")),
             checkpoint_every=c.get("checkpoint_every", 1), keep_checkpoint=c.get("keep_checkpoint", False))
         spec.validate()
         return spec
 
+    @property
+    def family(self) -> str:
+        return DATASETS[self.dataset].family
+
     def validate(self) -> None:
+        """Check every value (not the machine: see ``check_environment``); ConfigError if wrong."""
         def need(ok, message):
             if not ok:
                 raise ConfigError(message)
-        need(self.rule in RULES, f"unknown rule {self.rule!r}; valid rules: {', '.join(sorted(RULES))}")
         need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
-        family = "rnn" if self.dataset in RNN_DATASETS else "cnn"
-        need(self.rule in rules_for(family), f"rule {self.rule} cannot train dataset {self.dataset}; "
-             f"rules that can: {', '.join(rules_for(family))}")
-        need(isinstance(self.width, int) and not isinstance(self.width, bool) and self.width > 0,
-             f"width must be a positive integer, got {self.width!r}")
-        need(isinstance(self.lr, (int, float)) and self.lr > 0, f"lr must be a positive number, got {self.lr!r}")
-        need(isinstance(self.epochs, int) and self.epochs > 0, f"epochs must be a positive integer, got {self.epochs!r}")
-        need(self.batch_size is None or (isinstance(self.batch_size, int) and self.batch_size > 0),
+        need(self.rule in RULES, f"unknown rule {self.rule!r}; valid rules: {', '.join(sorted(RULES))}")
+        need(self.family in RULES[self.rule], f"rule {self.rule} cannot train dataset {self.dataset}; "
+             f"rules that can: {', '.join(rules_for(self.family))}")
+        resolve_rule_options(self.rule, self.family, RULES[self.rule], self.rule_options)
+        need(_is_int(self.width) and self.width > 0, f"width must be a positive integer, got {self.width!r}")
+        need(isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
+             and self.lr > 0, f"lr must be a finite positive number, got {self.lr!r}")
+        need(_is_int(self.epochs) and self.epochs > 0, f"epochs must be a positive integer, got {self.epochs!r}")
+        need(self.batch_size is None or (_is_int(self.batch_size) and self.batch_size > 0),
              f"batch_size must be a positive integer, got {self.batch_size!r}")
-        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
+        need(_is_int(self.seed) and 0 <= self.seed < NUMPY_SEEDS,
+             f"seed must be an integer in 0..{NUMPY_SEEDS - 1} (numpy's seed range), got {self.seed!r}")
         need(self.arch == "auto" or self.arch in ARCHITECTURES,
              f"arch must be auto or one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         need(self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         need(self.parameterization in PARAMETERIZATIONS,
              f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, got {self.parameterization!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be auto or one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        need(self.progress in ("auto", "bar", "lines", "none"),
-             f"progress must be auto, bar, lines or none, got {self.progress!r}")
-        need(isinstance(self.checkpoint_every, int) and not isinstance(self.checkpoint_every, bool)
-             and self.checkpoint_every >= 0, f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
-        need(isinstance(self.keep_checkpoint, bool), f"keep_checkpoint must be true or false, got {self.keep_checkpoint!r}")
-        need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
-             f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        need(self.progress in PROGRESS_MODES, f"progress must be one of {', '.join(PROGRESS_MODES)}, got {self.progress!r}")
+        need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
+             f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
+        for key in ("eval_test", "keep_checkpoint", "verify_md5"):
+            value = getattr(self, key)
+            need(isinstance(value, bool), f"{'dataset.' if key == 'verify_md5' else ''}{key} must be true or "
+                 f"false, got {value!r}")
+        need(self.results_dir.strip() != "", "results_dir is empty; give the directory run folders go under "
+             "(default: results)")
+        parse_device(self.device)
+
+    def check_environment(self) -> torch.device:
+        """What the values need from this machine: a writable results_dir and the device. Returns
+        the device; ConfigError (one line) if either is not there."""
+        check_results_dir(self.results_dir)
+        return resolve_device(self.device)
 
     def resolved_batch_size(self) -> int:
         """The minibatch size the run will use; small CIFAR-10 dictates its own (SPEC 3.3)."""
-        if self.dataset == "small_cifar10" and isinstance(self.data_options.get("train_size"), int):
+        if self.dataset == "small_cifar10" and _is_int(self.data_options.get("train_size")):
             return small_cifar_batch_size(self.data_options["train_size"])
         return self.batch_size or 100
 
-    def run_directory(self):
+    def run_directory(self) -> Path:
         """Where this run's results go (known before any data is loaded)."""
         return run_dir(self.results_dir, self.identity())
 
@@ -136,13 +170,55 @@ class RunSpec:
                 "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {})}
 
 
-def resolve_device(name: str) -> torch.device:
+# ----------------------------------------------------------------------------- the machine
+def parse_device(name: str) -> torch.device | None:
+    """torch's own reading of a device string ('auto' -> None); ConfigError if it has none."""
     if name == "auto":
+        return None
+    try:
+        return torch.device(name)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ConfigError(f"device {name!r} is not a device torch knows "
+                          f"({str(err).splitlines()[0]}); use auto, cpu, cuda or cuda:N") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    device = parse_device(name)
+    if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name} requested but CUDA is not available here; use device=auto or cpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            why = f"CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else \
+                ("this torch build has no CUDA" if torch.version.cuda is None else "no GPU or driver is visible")
+            raise ConfigError(f"device {name} requested but CUDA is not available here ({why}); use device=auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name} requested but only {torch.cuda.device_count()} GPU(s) are visible")
+    elif device.type != "cpu":
+        backend = getattr(torch.backends, device.type, None)
+        if backend is None or not getattr(backend, "is_available", lambda: False)():
+            raise ConfigError(f"device {name} is not available here; use device=auto, cpu or cuda[:N]")
     return device
+
+
+def check_results_dir(results_dir: str) -> None:
+    """results_dir must be a directory walign can create files in; checked by creating (and
+    removing) a temporary file in it or in its nearest existing parent."""
+    path = Path(results_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"results_dir {results_dir} is a file, not a directory")
+    probe_in = path
+    while not probe_in.exists():
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise ConfigError(f"results_dir {results_dir} cannot be created: {probe_in} is a file")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".walign-probe-", dir=probe_in)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        where = "" if probe_in == path else f" (its parent {probe_in} is where it would be created)"
+        raise ConfigError(f"results_dir {results_dir} is not writable{where}: {err.strerror or err}") from None
 
 
 def device_name(device: torch.device) -> str:
@@ -151,67 +227,88 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({socket.gethostname()}, {torch.get_num_threads()} threads)"
 
 
-class Progress:
-    """A tqdm bar on a terminal, one plain line per epoch otherwise."""
-
-    def __init__(self, mode: str, total_steps: int, label: str):
-        self.bar = None
-        if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
-            from tqdm import tqdm
-            self.bar = tqdm(total=total_steps, desc=label, unit="step", dynamic_ncols=True)
-        self.lines, self.label = mode in ("auto", "lines") and self.bar is None, label
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def epoch(self, record: dict, epochs: int) -> None:
-        def show(key, value):
-            if value is None:
-                return f"{key} -"
-            if isinstance(value, dict):  # e.g. alignment scores: show the first per-layer list
-                name, first = next(((k, v) for k, v in value.items() if isinstance(v, list)), (key, []))
-                return f"{key}.{name} [" + " ".join(f"{v:.2f}" for v in first) + "]"
-            return f"{key} {100 * value:.1f}%" if key.endswith("acc") else f"{key} {value:.4f}"
-        text = " ".join([f"epoch {record['epoch']}/{epochs}"] + [
-            show(k, v) for k, v in record.items() if k not in ("epoch", "seconds")])
-        if self.bar is not None:
-            self.bar.set_postfix_str(text)
-        elif self.lines:
-            print(f"[{self.label}] {text} ({record['seconds']:.1f}s)", flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def build_net(spec: RunSpec, data, batch_size: int) -> torch.nn.Module:
     """The network the data set calls for: the RNN for the Add task, else the paper's CNN."""
     if data.family == "rnn":
         from .rnn import AddRNN
         return AddRNN(spec.width, batch_size).to(data.dtype)
-    return ConvNet(NetSpec(data.arch if spec.arch == "auto" else spec.arch, spec.width, data.in_channels, data.image_size, data.num_classes,
-                           spec.activation, spec.parameterization))
+    return ConvNet(NetSpec(data.arch if spec.arch == "auto" else spec.arch, spec.width, data.in_channels,
+                           data.image_size, data.num_classes, spec.activation, spec.parameterization))
 
 
-def execute(spec: RunSpec, config_yaml: str = "") -> dict:
-    """Run the run ``spec`` defines, resume it from its checkpoint, or find it already finished;
-    return its summary."""
-    batch_size, identity, directory = spec.resolved_batch_size(), spec.identity(), spec.run_directory()
-    previous = read_summary(directory)
-    if previous and previous.get("status") in FINISHED:
-        print(f"already {previous['status']}: {directory}", flush=True)
-        return previous
+# ----------------------------------------------------------------------------- running
+def finished_summary(directory: Path, say=print) -> dict | None:
+    """The run's summary if it says the run is finished; an unreadable one means "run it again"."""
+    try:
+        summary = read_summary(directory)
+    except Unreadable as err:
+        say(f"unreadable: {err}; running it again", flush=True)
+        return None
+    return summary if summary and summary["status"] in FINISHED else None
 
-    device = resolve_device(spec.device)
+
+def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
+    """Run the run ``spec`` defines, resume it from its checkpoint, or find it already finished
+    or running elsewhere; return its summary ({'status': 'running', ...} for the last)."""
+    directory = spec.run_directory()
+    done = finished_summary(directory, say)
+    if done:
+        say(f"already {done['status']}: {directory}", flush=True)
+        return {**done, "run_dir": str(directory)}
+    device = spec.check_environment()
+
+    def running(claim):
+        say(f"already running ({describe(claim)}): {directory}", flush=True)
+        return {"status": "running", "run_dir": str(directory), "holder": claim}
+
+    if (claim := holder(directory)) is not None:  # cheap early answer; the claim below decides
+        return running(claim)
     data = load_data(spec.dataset, device, root=spec.data_root, verify_md5=spec.verify_md5, **spec.data_options)
-    if batch_size > len(data.train):
-        raise ConfigError(f"batch_size {batch_size} exceeds the {len(data.train)} training examples")
-    directory.mkdir(parents=True, exist_ok=True)
+    if spec.resolved_batch_size() > len(data.train):
+        raise ConfigError(f"batch_size {spec.resolved_batch_size()} exceeds the {len(data.train)} training examples")
+    if directory.is_symlink():
+        raise ConfigError(f"refusing {directory}: the run directory is a symbolic link to {os.readlink(directory)}")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WriteError(directory, err) from None
+    try:
+        with Claim(directory, say):
+            done = finished_summary(directory, lambda *a, **k: None)  # finished while we waited?
+            if done:
+                say(f"already {done['status']}: {directory}", flush=True)
+                return {**done, "run_dir": str(directory)}
+            return _run(spec, data, directory, device, config_yaml, say)
+    except AlreadyRunning as err:
+        return running(err.holder)
+
+
+def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml: str, say) -> dict:
+    """Train the claimed run in ``directory`` (see ``execute``)."""
+    batch_size, identity = spec.resolved_batch_size(), spec.identity()
+    cfg = TrainConfig(spec.epochs, spec.lr, batch_size, spec.optimizer, spec.seed, spec.eval_test)
+
+    def start(snapshot: dict | None) -> TrainState:
+        torch.manual_seed(spec.seed)
+        net = build_net(spec, data, batch_size).to(device)
+        state = TrainState(build_rule(spec.rule, net, spec.seed, **spec.rule_options), cfg)
+        if snapshot is not None:
+            state.restore(snapshot)
+        return state
+
     ckpt_path = directory / checkpoint.CHECKPOINT
-    resume, why = checkpoint.load(ckpt_path, identity)
-    if ckpt_path.exists() or resume is not None:
-        print(f"{directory}: {why}", flush=True)
+    try:
+        resume = checkpoint.load(ckpt_path, identity)
+        state = start(resume)
+    except (checkpoint.Unusable, ValueError) as err:
+        aside = checkpoint.set_aside(ckpt_path)
+        say(f"{directory}: not resuming from {checkpoint.CHECKPOINT}: {err}; moved it to {aside.name} and "
+            f"starting from epoch 1", flush=True)
+        resume, state = None, start(None)
+    if resume is not None:
+        within = resume.get("within_epoch")
+        say(f"{directory}: resuming after epoch {resume['epoch']}" + (f", step {within['step']}" if within else ""),
+            flush=True)
     records = list(resume["records"]) if resume else []
     earlier_seconds = resume.get("wall_seconds", 0.0) if resume else 0.0
     write_atomic(directory / "config.yaml", config_yaml)
@@ -220,35 +317,37 @@ def execute(spec: RunSpec, config_yaml: str = "") -> dict:
     summary = {"status": "running", **identity, "run_dir": str(directory), "device": device_name(device),
                "walign_version": __version__}
     started = time.time()
-    label = f"{spec.rule} w{spec.width} lr{spec.lr:g}"
-    progress = Progress(spec.progress, spec.epochs * data.train.num_batches(batch_size), label)
+    progress = Progress(spec.progress, spec.epochs * data.train.num_batches(batch_size),
+                        f"{spec.rule} w{spec.width} lr{spec.lr:g}")
 
-    def on_epoch(record, snapshot):
+    def save_checkpoint():
+        checkpoint.save(ckpt_path, {**state.snapshot(), "identity": identity, "records": records,
+                                    "wall_seconds": earlier_seconds + time.time() - started})
+
+    def on_epoch(record):
         records.append(record)
         append_jsonl(directory / "metrics.jsonl", record)
         progress.epoch(record, spec.epochs)
         if spec.checkpoint_every and (record["epoch"] % spec.checkpoint_every == 0 or record["epoch"] == spec.epochs):
-            checkpoint.save(ckpt_path, {**snapshot(), "identity": identity, "records": records,
-                                        "wall_seconds": earlier_seconds + time.time() - started})
+            save_checkpoint()
 
-    def on_signal(snapshot):
-        state = snapshot()
-        checkpoint.save(ckpt_path, {**state, "identity": identity, "records": records,
-                                    "wall_seconds": earlier_seconds + time.time() - started})
-        print(f"{directory}: stop signal; checkpoint saved in epoch {state['epoch'] + 1} after step "
-              f"{state['within_epoch']['step']}", flush=True)
+    def on_signal():
+        save_checkpoint()
+        then = ("SLURM requeues the job, which resumes from there" if signal_name(signals.pending) == "SIGUSR2"
+                else "run the same command to resume")
+        progress.close()
+        say(f"{directory}: stopped: checkpoint saved in epoch {state.epoch + 1} after step "
+            f"{state.within['step']}; {then}", flush=True)
 
     # with checkpoints on, a stop signal (SLURM's USR2, kill's TERM, Ctrl-C) first saves the
     # state at the next step boundary, then takes its usual course
     with DeferredSignals(SIGNALS if spec.checkpoint_every else ()) as signals:
         try:
-            torch.manual_seed(spec.seed)
-            net = build_net(spec, data, batch_size).to(device)
-            rule = build_rule(spec.rule, net, spec.seed, **spec.rule_options)
-            outcome = train(rule, data, TrainConfig(spec.epochs, spec.lr, batch_size, spec.optimizer, spec.seed,
-                                                    spec.eval_test), on_epoch, progress, resume, signals, on_signal)
+            outcome = train(state, data, on_epoch, progress, signals, on_signal)
+        except WriteError:
+            raise  # a full or read-only disk: nothing more can be written; the last checkpoint stays
         except Exception as err:
-            (directory / "error.log").write_text(traceback.format_exc())
+            write_atomic(directory / "error.log", traceback.format_exc())
             outcome = {"status": "failed", "epochs_done": len(records),
                        "error": f"{type(err).__name__}: {err}".splitlines()[0]}
         finally:

@@ -1,54 +1,86 @@
-"""Per-epoch checkpoints, so a killed, preempted or timed-out run resumes where it stopped.
+"""Per-epoch checkpoint files: data, never code, and never used when they are not this run's.
 
-A checkpoint holds everything the rest of the run depends on: the rule's mutable tensors (the
-trained parameters and any random stream it draws from), the optimizer's state, the data-order
-and evaluation RNGs, torch's RNG, and the epoch records so far. Everything else (the frozen
-initial network, feedback weights, projections) is rebuilt from the seed, exactly as at the
-start. Restoring a checkpoint and training on therefore gives the same numbers, bit for bit on a
-CPU, as a run that was never interrupted.
+What a checkpoint holds is decided by ``walign.train.TrainState`` (the training state) and by the
+app (the run's identity and records so far); this module only stores and checks the file:
 
-The file is written to a temporary name and renamed over the old one, so a kill during the write
-leaves the previous epoch's checkpoint intact.
+* Only tensors and plain Python values are stored, and files are loaded with
+  ``torch.load(weights_only=True)``, so a crafted file cannot run code: unpickling anything else
+  fails, and the file is set aside as unreadable.
+* The file is written to a temporary name and renamed over the old one (walign.runs.write_atomic),
+  so a kill or a full disk during the write leaves the previous checkpoint intact.
+* A checkpoint that cannot be used (unreadable, a symbolic link, another run's, another format,
+  or one whose contents do not restore) is renamed aside to ``checkpoint.pt.bad-<time>`` with one
+  line saying why, and the run starts over: a bad file can never fail a run twice, and nothing is
+  deleted that someone may want to look at.
 """
 from __future__ import annotations
 
-import os
+import io
+import time
 from pathlib import Path
 
 import torch
 
+from .runs import Unreadable, read_bytes, write_atomic
+
 CHECKPOINT = "checkpoint.pt"
-FORMAT = 1  # bumped if the layout changes; an older file is ignored with a message
+FORMAT = 2  # 2: plain data only (weights_only); format 1 held pickled numpy objects
+
+
+class Unusable(Exception):
+    """A checkpoint exists but cannot be resumed from; str() says why in a few words."""
 
 
 def save(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Serialise ``state`` (tensors and plain values only) and write it atomically."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
-def load(path: Path, identity: dict) -> tuple[dict | None, str]:
-    """The checkpoint at ``path`` if it belongs to the run ``identity``, else None, with a reason.
-
-    A checkpoint of another run (a hash collision or a hand-copied file), of another format, or one
-    that cannot be read is never used; the run then starts from epoch 1.
-    """
-    if not path.exists():
-        return None, "no checkpoint"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a torn or foreign file: start over rather than crash
-        return None, f"unreadable checkpoint ({type(err).__name__}); starting from epoch 1"
+def _check(state, identity: dict) -> dict:
+    if not isinstance(state, dict):
+        raise Unusable(f"holds a {type(state).__name__}, not a checkpoint")
     if state.get("format") != FORMAT:
-        return None, f"checkpoint format {state.get('format')} is not {FORMAT}; starting from epoch 1"
+        raise Unusable(f"format {state.get('format')!r} is not {FORMAT}")
     if state.get("identity") != identity:
-        return None, "checkpoint belongs to a different run; starting from epoch 1"
-    within = state.get("within_epoch")
-    return state, f"resuming after epoch {state['epoch']}" + (f", step {within['step']}" if within else "")
+        raise Unusable("belongs to a different run")
+    epoch, records = state.get("epoch"), state.get("records")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise Unusable(f"epoch is {epoch!r}")
+    if not isinstance(records, list) or [r.get("epoch") if isinstance(r, dict) else None
+                                         for r in records] != list(range(1, epoch + 1)):
+        raise Unusable(f"its records are not epochs 1..{epoch}")
+    if not isinstance(state.get("wall_seconds", 0.0), (int, float)):
+        raise Unusable("wall_seconds is not a number")
+    return state
+
+
+def load(path: Path, identity: dict) -> dict | None:
+    """The checkpoint at ``path`` if there is one and it belongs to the run ``identity``; None if
+    there is none; ``Unusable`` if there is one that must not be used."""
+    try:
+        data = read_bytes(path)
+    except Unreadable as err:
+        raise Unusable(err.reason) from None
+    if data is None:
+        return None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # torn, foreign, or a pickle that is not plain data
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise Unusable(f"unreadable ({type(err).__name__}{': ' + first if first else ''})") from None
+    return _check(state, identity)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unusable checkpoint (or a link in its place) to checkpoint.pt.bad-<time>."""
+    aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists() or aside.is_symlink():
+        aside, n = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{n}"), n + 1
+    path.rename(aside)
+    return aside
 
 
 def remove(path: Path) -> None:

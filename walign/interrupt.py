@@ -14,6 +14,10 @@ import os
 import signal
 import threading
 
+def signal_name(signum) -> str | None:
+    return signal.Signals(signum).name if signum is not None else None
+
+
 SIGNALS = tuple(s for s in (getattr(signal, "SIGUSR2", None), signal.SIGTERM, signal.SIGINT) if s is not None)
 
 

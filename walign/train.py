@@ -5,11 +5,14 @@ code: a numpy RNG seeded with the run seed right before training, one permutatio
 set per epoch, then one permutation of the validation set from the same stream (so evaluation
 order is part of the training-order stream, as in the paper's runs). The extra official-test
 evaluation draws from a separate RNG so it cannot shift that stream.
+
+``TrainState`` owns everything a resumed run needs and the checkpoint layout of it.
 """
 from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,7 +22,12 @@ import torch
 from .rules import Rule
 
 OPTIMIZERS = ("sgd", "adam")
-TEST_RNG_OFFSET = 7919  # the official-test evaluation RNG is seeded with seed + this
+TEST_RNG_OFFSET = 7919  # the official-test evaluation RNG is seeded with seed + this (mod 2**32)
+NUMPY_SEEDS = 2**32     # numpy's legacy RandomState takes seeds 0 .. 2**32 - 1
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C after the run saved its state at a step boundary and said so."""
 
 
 @dataclass(frozen=True)
@@ -41,66 +49,118 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
+# ----------------------------------------------------------------------------- the state
+def _numpy_state(rng: np.random.RandomState) -> dict:
+    """A legacy numpy RNG's state as plain data (a checkpoint holds no numpy objects)."""
+    kind, keys, pos, has_gauss, cached = rng.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached)}
+
+
+def _set_numpy_state(rng: np.random.RandomState, state: dict) -> None:
+    keys = state["keys"]
+    if not isinstance(keys, torch.Tensor) or keys.shape != (624,) or keys.min() < 0 or keys.max() >= 2**32:
+        raise ValueError("numpy RNG keys are not 624 32-bit words")
+    rng.set_state(("MT19937", keys.numpy().astype(np.uint32), int(state["pos"]), int(state["has_gauss"]),
+                   float(state["cached_gaussian"])))
+
+
+class TrainState:
+    """The mutable state of a run: the rule's tensors, the optimizer, the batch-order and
+    evaluation RNGs, torch's RNGs, the epochs done and, after a stop signal, the position inside
+    the epoch. ``snapshot`` turns it into tensors and plain values; ``restore`` checks and loads
+    such a snapshot. Everything else (frozen network, feedback weights) is rebuilt from the seed,
+    so a restored run continues with the numbers of one that was never interrupted."""
+
+    def __init__(self, rule: Rule, cfg: TrainConfig):
+        self.rule, self.cfg = rule, cfg
+        self.optimizer = make_optimizer(cfg.optimizer, rule.params, cfg.lr)
+        self.rng = np.random.RandomState(cfg.seed)
+        self.test_rng = np.random.RandomState((cfg.seed + TEST_RNG_OFFSET) % NUMPY_SEEDS)
+        self.epoch = 0
+        self.within: dict | None = None  # {"step", "order_rng", "loss_sum", "seconds"} mid-epoch
+
+    def snapshot(self) -> dict:
+        state = {"epoch": self.epoch, "rule": self.rule.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "rng": _numpy_state(self.rng), "test_rng": _numpy_state(self.test_rng),
+                 "torch_rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        if self.within is not None:
+            within = self.within
+            state["within_epoch"] = {"step": within["step"], "order_rng": _numpy_state(within["order_rng"]),
+                                     "loss_sum": within["loss_sum"].detach().cpu().clone(),
+                                     "seconds": within["seconds"]}
+        return state
+
+    def restore(self, state: dict) -> None:
+        """Load a snapshot; ValueError (naming what is wrong) if it does not fit this run."""
+        try:
+            self.rule.load_state_dict(state["rule"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            _set_numpy_state(self.rng, state["rng"])
+            _set_numpy_state(self.test_rng, state["test_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            if state.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            self.epoch, within = int(state["epoch"]), state.get("within_epoch")
+            if within is not None:
+                order_rng = np.random.RandomState()
+                _set_numpy_state(order_rng, within["order_rng"])
+                step = within["step"]
+                if not isinstance(step, int) or step < 0 or within["loss_sum"].numel() != 1:
+                    raise ValueError("the mid-epoch position is not a step and a loss")
+                self.within = {"step": step, "order_rng": order_rng, "loss_sum": within["loss_sum"],
+                               "seconds": float(within.get("seconds", 0.0))}
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+            what = f"missing {err}" if isinstance(err, KeyError) else str(err).splitlines()[0][:200]
+            raise ValueError(f"does not fit this run ({type(err).__name__}: {what})") from None
+
+
+# ----------------------------------------------------------------------------- the loop
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict, Callable[[], dict]], None],
-          progress=None, resume: dict | None = None, signals=None,
-          on_signal: Callable[[Callable[[], dict]], None] | None = None) -> dict:
-    """Train for ``cfg.epochs`` epochs; call ``on_epoch(record, snapshot)`` after each one.
+def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=None, signals=None,
+          on_signal: Callable[[], None] | None = None, autocast=nullcontext) -> dict:
+    """Train from ``state`` to ``state.cfg.epochs``; call ``on_epoch(record)`` after each epoch
+    (``state`` is then at that epoch's end, ready to be snapshot).
 
-    ``snapshot()`` returns the training state at that point (see walign/checkpoint.py); pass
-    such a state back as ``resume`` to continue from it with the same results as an
-    uninterrupted run. With ``signals`` (a walign.interrupt.DeferredSignals), a stop signal is
-    noticed after the current step: ``on_signal(snapshot)`` is called with the state in the middle
-    of the epoch (which step, the loss so far, the epoch's batch order), then the signal is
-    delivered.
+    With ``signals`` (a walign.interrupt.DeferredSignals), a stop signal is noticed after the
+    current step: ``state.within`` is set to the position in the epoch, ``on_signal()`` is called
+    (to save it), then the signal is delivered. ``autocast()`` wraps each step's and evaluation's
+    compute (walign.precision).
 
-    ``data`` is a task: ``data.train.batches(rng, batch_size)`` yields (inputs, labels),
-    ``data.targets(labels)`` gives the regression targets, and ``data.evaluate(net, batch_size,
-    rng, test_rng, eval_test)`` returns the epoch's evaluation metrics (classification
-    accuracies, or the Add task's losses).
+    ``data`` is a task (walign.data.Task): ``data.train.batches(rng, batch_size)`` yields
+    (inputs, labels), ``data.targets(labels)`` gives the regression targets, and
+    ``data.evaluate(net, batch_size, rng, test_rng, eval_test)`` returns the epoch's evaluation
+    metrics (classification accuracies, or the Add task's losses).
 
     Returns {'status': 'complete' | 'diverged', 'epochs_done': n}. A non-finite training loss ends
     the run after that epoch's record is written, with status 'diverged'.
     """
-    net = rule.net
-    device = next(net.parameters()).device
-    optimizer = make_optimizer(cfg.optimizer, rule.params, cfg.lr)
-    rng = np.random.RandomState(cfg.seed)
-    test_rng = np.random.RandomState(cfg.seed + TEST_RNG_OFFSET)
-    status, epochs_done, within = "complete", 0, None
-    if resume is not None:
-        rule.load_state_dict(resume["rule"])
-        optimizer.load_state_dict(resume["optimizer"])
-        rng.set_state(resume["rng"])
-        test_rng.set_state(resume["test_rng"])
-        torch.set_rng_state(resume["torch_rng"])
-        if resume.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(resume["cuda_rng"])
-        epochs_done, within = resume["epoch"], resume.get("within_epoch")
-        if progress is not None:
-            progress.update(epochs_done * data.train.num_batches(cfg.batch_size) + (within["step"] if within else 0))
-
-    def state(**extra) -> dict:
-        return {"epoch": epochs_done, "rule": rule.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": rng.get_state(), "test_rng": test_rng.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **extra}
-
-    for epoch in range(epochs_done + 1, cfg.epochs + 1):
+    rule, cfg, optimizer = state.rule, state.cfg, state.optimizer
+    device = next(rule.net.parameters()).device
+    status = "complete"
+    if progress is not None:
+        progress.update(state.epoch * data.train.num_batches(cfg.batch_size)
+                        + (state.within["step"] if state.within else 0))
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
         _sync(device)
         start = time.perf_counter()
-        loss_sum, steps = torch.zeros((), device=device), 0
-        if within is not None:  # resuming in the middle of this epoch: same batch order, skip what was done
-            rng.set_state(within["order_rng"])
-            loss_sum, steps = within["loss_sum"].to(device), within["step"]
-        order_rng = rng.get_state()  # the epoch's batch order is drawn from this state
-        for index, (x, labels) in enumerate(data.train.batches(rng, cfg.batch_size)):
+        loss_sum, steps, earlier = torch.zeros((), device=device), 0, 0.0
+        if state.within is not None:  # resuming inside this epoch: same batch order, skip what was done
+            state.rng.set_state(state.within["order_rng"].get_state())
+            loss_sum, steps = state.within["loss_sum"].to(device), state.within["step"]
+            earlier = state.within["seconds"]
+        order_rng = np.random.RandomState()
+        order_rng.set_state(state.rng.get_state())  # the epoch's batch order is drawn from this state
+        for index, (x, labels) in enumerate(data.train.batches(state.rng, cfg.batch_size)):
             if index < steps:
                 continue
-            step = rule.pseudo_gradients(x, data.targets(labels))
+            with autocast():
+                step = rule.pseudo_gradients(x, data.targets(labels))
             for param, grad in zip(rule.params, step.grads):
                 param.grad = grad
             optimizer.step()
@@ -109,19 +169,24 @@ def train(rule: Rule, data, cfg: TrainConfig, on_epoch: Callable[[dict, Callable
             if progress is not None:
                 progress.update(1)
             if signals is not None and signals.pending is not None:
-                within = {"step": steps, "order_rng": order_rng, "loss_sum": loss_sum.detach().cpu().clone()}
+                state.within = {"step": steps, "order_rng": order_rng, "loss_sum": loss_sum,
+                                "seconds": earlier + time.perf_counter() - start}
                 if on_signal is not None:
-                    on_signal(lambda: state(within_epoch=within))
-                signals.deliver()  # usually ends the process (requeue, KeyboardInterrupt, termination)
-        within = None
+                    on_signal()
+                try:
+                    signals.deliver()  # usually ends the process (requeue, KeyboardInterrupt, termination)
+                except KeyboardInterrupt:
+                    raise Stopped() from None
+        state.within = None
         train_loss = loss_sum.item() / max(steps, 1)
-        metrics = data.evaluate(net, cfg.batch_size, rng, test_rng, cfg.eval_test)
+        with autocast():
+            metrics = data.evaluate(rule.net, cfg.batch_size, state.rng, state.test_rng, cfg.eval_test)
         metrics.update(rule.epoch_metrics(epoch))
         _sync(device)
-        epochs_done = epoch
-        on_epoch({"epoch": epoch, "train_loss": train_loss, **metrics, "seconds": time.perf_counter() - start},
-                 state)
+        state.epoch = epoch
+        on_epoch({"epoch": epoch, "train_loss": train_loss, **metrics,
+                  "seconds": earlier + time.perf_counter() - start})
         if not math.isfinite(train_loss):
             status = "diverged"
             break
-    return {"status": status, "epochs_done": epochs_done}
+    return {"status": status, "epochs_done": state.epoch}

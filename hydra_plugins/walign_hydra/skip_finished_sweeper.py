@@ -1,4 +1,5 @@
-"""Hydra's basic sweeper, minus the runs that are already finished (see the package docstring)."""
+"""Hydra's basic sweeper, minus the runs that are finished or running elsewhere, with a closing
+tally (see the package docstring)."""
 from __future__ import annotations
 
 import sys
@@ -16,40 +17,76 @@ ConfigStore.instance().store(
 
 
 class _LaunchUnfinished:
-    """Stands in front of the real launcher and forwards only the runs that still need running."""
+    """Stands in front of the real launcher and forwards only the runs that still need running;
+    remembers what each launched run ended as."""
 
     def __init__(self, launcher, hydra_context, config):
         self.launcher, self.hydra_context, self.config = launcher, hydra_context, config
+        self.outcomes: dict[str, list[str]] = {}   # status -> run directories
+        self.directories: dict[tuple, str] = {}    # a run's overrides -> its run directory
 
-    def unfinished(self, job_overrides: Sequence[Sequence[str]]) -> list:
-        from walign.app import FINISHED, RunSpec
+    def plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[list, int, int]:
+        """(runs to launch, finished, running elsewhere); exits 2 on a bad run before launching any."""
+        from walign.app import RunSpec, finished_summary
+        from walign.claim import holder
         from walign.errors import ConfigError
-        from walign.runs import read_summary
 
-        todo = []
+        todo, finished, running = [], 0, 0
         for overrides in job_overrides:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             try:
-                directory = RunSpec.from_config(cfg).run_directory()
+                spec = RunSpec.from_config(cfg)
             except ConfigError as err:
                 print(f"walign: error: {err} (in the sweep run {' '.join(overrides)})", file=sys.stderr)
                 sys.exit(2)
-            summary = read_summary(directory)
-            if not (summary and summary.get("status") in FINISHED):
+            directory = spec.run_directory()
+            self.directories[tuple(overrides)] = str(directory)
+            if finished_summary(directory):
+                finished += 1
+            elif holder(directory) is not None:
+                running += 1
+            else:
                 todo.append(overrides)
-        return todo
+        return todo, finished, running
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        todo = self.unfinished(job_overrides)
-        skipped = len(job_overrides) - len(todo)
-        print(f"walign sweep: {len(job_overrides)} runs, {skipped} already finished (skipped), "
+        todo, finished, running = self.plan(job_overrides)
+        elsewhere = f", {running} running elsewhere (skipped)" if running else ""
+        print(f"walign sweep: {len(job_overrides)} runs, {finished} already finished (skipped){elsewhere}, "
               f"{len(todo)} to launch", flush=True)
         if not todo:
             return []
-        return self.launcher.launch(todo, initial_job_idx=initial_job_idx)
+        returns = self.launcher.launch(todo, initial_job_idx=initial_job_idx)
+        for overrides, job in zip(todo, returns):
+            self._note(overrides, job)
+        return returns
+
+    def _note(self, overrides, job) -> None:
+        try:
+            status = job.return_value  # re-raises the job's exception, if it had one
+        except BaseException:
+            status = "failed"
+        status = status if status in ("complete", "diverged", "running") else "failed"
+        self.outcomes.setdefault(status, []).append(self.directories[tuple(overrides)])
+
+    def tally(self) -> bool:
+        """Print one line for what this launch ran; True if any run failed."""
+        if not self.outcomes:
+            return False
+        counts = ", ".join(f"{len(self.outcomes[s])} {s}" for s in ("complete", "diverged", "running", "failed")
+                           if s in self.outcomes)
+        failed = self.outcomes.get("failed", [])
+        print(f"walign sweep: {counts}" + (": " + " ".join(failed) if failed else ""), flush=True)
+        return bool(failed)
 
 
 class SkipFinishedSweeper(BasicSweeper):
     def setup(self, *, hydra_context, task_function, config) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.launcher = _LaunchUnfinished(self.launcher, hydra_context, config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        returns = super().sweep(arguments)
+        if self.launcher.tally():
+            sys.exit(1)
+        return returns

@@ -1,6 +1,10 @@
-"""Learning rules. Importing this package registers every rule in ``RULES``."""
+"""Learning rules. Importing this package registers every rule in ``RULES``: walign's own and
+those of installed plugin packages (walign/rules/plugins.py)."""
 from .base import RULES, Rule, Step, mse, output_error, register, rules_for  # noqa: F401
 from . import alignment, cnn, rnn  # noqa: F401  (register the rules)
+from .plugins import import_rule_module, load_entry_points
+
+PLUGINS = load_entry_points()
 
 
 def build_rule(name: str, net, seed: int, **options) -> Rule:
@@ -11,3 +15,7 @@ def build_rule(name: str, net, seed: int, **options) -> Rule:
     if family not in RULES[name]:
         raise KeyError(f"rule {name} cannot train a {family} model; rules that can: {', '.join(rules_for(family))}")
     return RULES[name][family].create(net, seed, **options)
+
+
+__all__ = ["RULES", "Rule", "Step", "build_rule", "import_rule_module", "mse", "output_error", "register",
+           "rules_for"]

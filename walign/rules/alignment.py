@@ -9,6 +9,7 @@ steps both. After the configured epochs, ``epoch_metrics`` scores every layer.
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import torch
 from torch import nn
@@ -20,7 +21,14 @@ from .base import Rule, Step, frozen_copy, mse, output_error, register
 
 @register("gd_wstar", "cnn")
 class GradientDescentWithWStar(Rule):
-    """Backprop on the network, plus W* = W(0) - lr * sum_t J_{W(0)}(x_t)^T e_t per conv layer."""
+    """Backprop on the network, plus W* = W(0) - lr * sum_t J_{W(0)}(x_t)^T e_t per conv layer.
+
+    Options: score_epochs (after which epochs to score; 'all' for Fig. 8; default in the config:
+    the run's last epoch), iterations x probes (the released estimator's 100 x 100), permuted (also
+    score Fig. 8's permuted-weights baseline), score_layers (the first N conv layers) and
+    score_strides (the strides used for scoring; the released KMNIST variant uses [1, 2, 2]).
+    """
+    config_defaults = {"score_epochs": ["${epochs}"]}  # the run's last epoch (a Hydra interpolation)
 
     def __init__(self, net, score_epochs=(150,), iterations: int = 100, probes: int = 100,
                  permuted_baseline: bool = False, score_layers: int | None = None,
@@ -40,8 +48,9 @@ class GradientDescentWithWStar(Rule):
         self.generator = torch.Generator(device=net.fc_weight.device).manual_seed(probe_seed)
 
     @classmethod
-    def create(cls, net, seed, score_epochs=(150,), iterations=100, probes=100, permuted=False,
-               score_layers=None, score_strides=None, **options):
+    def create(cls, net, seed, score_epochs: list[int] | Literal["all"] = (150,), iterations: int = 100,
+               probes: int = 100, permuted: bool = False, score_layers: int | None = None,
+               score_strides: list[int] | None = None):
         initialize(net, seed)
         epochs = score_epochs if score_epochs == "all" else list(score_epochs or ())
         return cls(net, epochs, iterations, probes, permuted, score_layers, score_strides)

@@ -8,7 +8,6 @@ know which rule produced them.
 from __future__ import annotations
 
 import copy
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -71,10 +70,10 @@ class Rule:
 
     @classmethod
     def options(cls) -> dict:
-        """The rule's options and their defaults: the keyword arguments ``create`` declares."""
-        params = list(inspect.signature(cls.create).parameters.values())[2:]  # after net, seed
-        return {p.name: p.default for p in params
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
+        """The rule's options and their defaults: the keyword arguments ``create`` declares
+        (walign/rules/options.py)."""
+        from .options import declared
+        return declared(cls)
 
     def pseudo_gradients(self, x: torch.Tensor, target: torch.Tensor) -> Step:
         raise NotImplementedError

@@ -7,6 +7,8 @@ full network graph. The SPEC's autograd recipes are the reference the tests comp
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from ..nets import ConvNet, initialize
@@ -34,7 +36,7 @@ class Normal(Rule):
     """Backprop: the exact gradient of the loss."""
 
     @classmethod
-    def create(cls, net, seed, **options):
+    def create(cls, net, seed):
         initialize(net, seed)
         return cls(net)
 
@@ -49,7 +51,7 @@ class LastLayer(Rule):
     """Train the linear head only; the conv layers keep their initial weights."""
 
     @classmethod
-    def create(cls, net, seed, **options):
+    def create(cls, net, seed):
         initialize(net, seed)
         return cls(net)
 
@@ -77,7 +79,7 @@ class AlignZero(Rule):
         self.frozen_params = list(self.frozen.parameters())
 
     @classmethod
-    def create(cls, net, seed, **options):
+    def create(cls, net, seed):
         initialize(net, seed)
         return cls(net)
 
@@ -105,7 +107,7 @@ class AlignAda(Rule):
         self.frozen = frozen_copy(net)
 
     @classmethod
-    def create(cls, net, seed, **options):
+    def create(cls, net, seed):
         initialize(net, seed)
         return cls(net)
 
@@ -153,7 +155,7 @@ class AlignProp(_FeedbackRule):
     """Feedback alignment whose feedback weights are the network's own initial weights."""
 
     @classmethod
-    def create(cls, net, seed, **options):
+    def create(cls, net, seed):
         initialize(net, seed)
         initial = [w.detach().clone() for w in net.weights] + [net.fc_weight.detach().clone()]
         return cls(net, initial)
@@ -165,7 +167,7 @@ class FeedbackAlignment(_FeedbackRule):
     forward weights as the released code does (so FA's forward init differs from layer 2 on)."""
 
     @classmethod
-    def create(cls, net, seed, **options):
+    def create(cls, net, seed):
         return cls(net, initialize(net, seed, interleave="feedback"))
 
 
@@ -185,7 +187,7 @@ class DirectFeedbackAlignment(Rule):
         self.shared = shared
 
     @classmethod
-    def create(cls, net, seed, projection: str = "full", projection_std: float | None = None, **options):
+    def create(cls, net, seed, projection: Literal["full", "shared"] = "full", projection_std: float | None = None):
         if projection not in ("full", "shared"):
             raise ValueError(f"dfa projection must be 'full' or 'shared', got {projection!r}")
         projections = initialize(net, seed, interleave="projection", projection_shape=projection,

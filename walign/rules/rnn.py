@@ -15,9 +15,9 @@ class _RNNRule(Rule):
     """Shared construction: the released RNN initialisation, then the rule's own state."""
 
     @classmethod
-    def create(cls, net, seed, **options):
+    def create(cls, net, seed):
         initialize_rnn(net, seed)
-        return cls(net, **options)
+        return cls(net)
 
 
 def _error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

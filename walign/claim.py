@@ -1,0 +1,205 @@
+"""One writer per run: a run claims its directory before it writes there, and holds the claim
+until it ends.
+
+The claim is the file ``claim.json`` in the run directory, created with O_CREAT | O_EXCL (atomic
+on local disks and on NFS v3 and later, unlike ``flock``, which many cluster file systems do not
+honour). It records who holds it: host, pid, SLURM job (if any), start time, and a random token.
+While the run lives, a background thread touches the file every ``HEARTBEAT`` seconds.
+
+A claim whose holder is gone is taken over, with a line saying so:
+
+* on the same host, when its pid no longer exists (a killed run);
+* anywhere, when its heartbeat (the file's mtime) is older than ``STALE_AFTER`` seconds (a node
+  that died or lost the file system; this assumes the hosts' clocks agree within a few minutes,
+  as NTP keeps them on any cluster);
+* at once, when the claimant is the same SLURM job (a requeued job resuming its own run).
+
+Taking over renames the stale file to a private name first, so of two processes that find the
+same stale claim only one wins; a process that renamed away a claim that was not the one it
+judged (it was replaced meanwhile) puts it back.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from .runs import Unreadable, WriteError, read_bytes
+
+CLAIM = "claim.json"
+HEARTBEAT = 30.0       # seconds between touches of a live claim
+STALE_AFTER = 600.0    # a claim not touched for this long is abandoned
+UNWRITTEN_GRACE = 10.0  # a claim file still empty after this long was left by a crash mid-create
+
+
+class AlreadyRunning(Exception):
+    """The run is claimed by a live process; ``holder`` is its claim."""
+
+    def __init__(self, holder: dict):
+        self.holder = holder
+        super().__init__(describe(holder))
+
+
+def slurm_job() -> str | None:
+    """This process's SLURM job ('<array job>_<task>' for array tasks), the same after a requeue."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def describe(holder: dict) -> str:
+    job = f", SLURM job {holder['slurm_job']}" if holder.get("slurm_job") else ""
+    return f"{holder.get('host', '?')}, pid {holder.get('pid', '?')}{job}, since {holder.get('since', '?')}"
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read(path: Path) -> tuple[dict | None, float | None]:
+    """(claim, age of its heartbeat in seconds); (None, None) if there is no claim file; a claim
+    that is not valid JSON reads as {} (a crash between create and write, or tampering)."""
+    try:
+        data = read_bytes(path)
+        age = time.time() - os.lstat(path).st_mtime
+    except (Unreadable, FileNotFoundError):
+        return ({}, STALE_AFTER + 1) if os.path.lexists(path) else (None, None)
+    if data is None:
+        return None, None
+    try:
+        claim = json.loads(data.decode())
+    except (UnicodeDecodeError, ValueError):
+        return {}, age
+    return (claim if isinstance(claim, dict) else {}), age
+
+
+def stale_reason(claim: dict, age: float, me: dict) -> str | None:
+    """Why ``claim`` may be taken over by ``me``, or None if its holder may still be running."""
+    if not claim:
+        return "its claim file is empty or damaged" if age > UNWRITTEN_GRACE else None
+    if me["slurm_job"] and claim.get("slurm_job") == me["slurm_job"]:
+        return f"SLURM job {me['slurm_job']} was requeued"
+    if claim.get("host") == me["host"] and not _pid_alive(claim.get("pid")):
+        return f"pid {claim.get('pid')} no longer runs on {me['host']}"
+    if age > STALE_AFTER:
+        return f"no heartbeat for {age / 60:.0f} minutes"
+    return None
+
+
+def holder(directory: Path) -> dict | None:
+    """The claim of a process that may still be running the run in ``directory``, or None."""
+    claim, age = _read(Path(directory) / CLAIM)
+    if claim is None:
+        return None
+    me = {"host": socket.gethostname(), "slurm_job": None}
+    return None if stale_reason(claim, age, me) else claim
+
+
+class Claim:
+    """Context manager holding the claim on one run directory (see the module docstring)."""
+
+    def __init__(self, directory: Path, say=print):
+        self.path = Path(directory) / CLAIM
+        self.say = say
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": slurm_job(),
+                   "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "token": uuid.uuid4().hex}
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self) -> "Claim":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        for _ in range(20):
+            if self._create():
+                self._thread = threading.Thread(target=self._beat, daemon=True, name="walign-claim")
+                self._thread.start()
+                return
+            claim, age = _read(self.path)
+            if claim is None:
+                continue  # released between our create and our read: try again
+            reason = stale_reason(claim, age, self.me)
+            if reason is None:
+                if not claim:  # being written right now by its creator
+                    time.sleep(0.2)
+                    continue
+                raise AlreadyRunning(claim)
+            if self._take_over(claim):
+                who = describe(claim) if claim else "unknown"
+                self.say(f"{self.path.parent}: taking over the claim of {who}: {reason}", flush=True)
+        raise AlreadyRunning(_read(self.path)[0] or {})
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            raise WriteError(self.path, err) from None
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.me, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            self.path.unlink(missing_ok=True)
+            raise WriteError(self.path, err) from None
+        return True
+
+    def _take_over(self, judged: dict) -> bool:
+        """Move the stale claim out of the way; False if another process got there first."""
+        aside = self.path.with_name(f".{CLAIM}.stale-{self.me['token']}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return False
+        moved, _ = _read(aside)
+        if (moved or {}).get("token") != judged.get("token"):
+            try:  # we moved a fresh claim that replaced the stale one: put it back
+                os.link(aside, self.path)
+            except OSError:
+                pass
+            aside.unlink(missing_ok=True)
+            return False
+        aside.unlink(missing_ok=True)
+        return True
+
+    def _ours(self) -> bool:
+        claim, _ = _read(self.path)
+        return bool(claim) and claim.get("token") == self.me["token"]
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT):
+            try:
+                if self._ours():
+                    os.utime(self.path, follow_symlinks=False)
+            except OSError:
+                pass  # a full or flaky file system: the next beat tries again
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        try:
+            if self._ours():
+                self.path.unlink()
+        except OSError:
+            pass
