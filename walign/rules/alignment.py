@@ -21,6 +21,7 @@ from .base import Rule, Step, frozen_copy, mse, output_error, register
 @register("gd_wstar", "cnn")
 class GradientDescentWithWStar(Rule):
     """Backprop on the network, plus W* = W(0) - lr * sum_t J_{W(0)}(x_t)^T e_t per conv layer."""
+    passes = Rule.passes.replace(forward=2, input_grad=2, weight_grad=2, head_forward=2, head_input_grad=2)
 
     def __init__(self, net, score_epochs=(150,), iterations: int = 100, probes: int = 100,
                  permuted_baseline: bool = False, score_layers: int | None = None,
