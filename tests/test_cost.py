@@ -1,5 +1,6 @@
 """FLOP counts (walign/cost.py): a hand count of the CIFAR net, the relations between rules, whole
 runs, and an independent check against torch's FlopCounterMode on real steps."""
+import json
 import re
 
 import pytest
@@ -165,3 +166,26 @@ def test_the_rnn_recurrent_count_equals_torchs_flop_counter(name):
     counted = cost.rnn_step_flops(name, width, 50, length)["recurrent"]
     skipped = 2 * 50 * width * width if name == "align_ada" else 0
     assert counter.get_total_flops() == counted - skipped
+
+
+def test_gpu_hours_come_from_the_newest_gpu_measurement(tmp_path):
+    def line(**row):
+        return "throughput " + json.dumps({"card": "NVIDIA X", "device": "cuda", "precision": "fp32", **row})
+    (tmp_path / "gpu-nvidia-x-2026-01-01.txt").write_text(line(rule="normal", width=64, tflops=1.0) + "\n")
+    (tmp_path / "gpu-nvidia-x-2026-02-01.txt").write_text("\n".join([
+        "== step time fp32 ==", line(rule="normal", width=64, tflops=10.0), line(rule="normal", width=512, tflops=40.0),
+        line(rule="align_ada", width=512, tflops=30.0), line(rule="normal", width=512, tflops=99.0, precision="tf32")]))
+    card, rates = cost.measured_throughput(tmp_path)
+    assert card == "NVIDIA X" and rates[("normal", 512)] == 40.0  # the newest file, fp32 only
+    assert cost.rate_for(rates, "align_ada", 256) == 30.0  # the rule's own, at the nearest width
+    assert cost.rate_for(rates, "fa", 8) == 10.0  # Normal's where the rule was not measured
+    assert cost.measured_throughput(tmp_path / "none") is None
+
+
+def test_a_sweep_file_expands_to_its_runs():
+    specs = cost.sweep_specs(cost.ROOT / "sweeps" / "fig8.yaml")
+    assert [(s.dataset, s.width, s.epochs, s.rule_options["score_epochs"]) for s in specs] == [
+        ("cifar10", 512, 300, "all"), ("kmnist", 512, 300, "all")]
+    # Figure 8 scores every epoch with the permuted baseline: 300 scorings of 7 (CIFAR) or 3 layers
+    assert cost.run_cost(specs[0])["alignment"] == 300 * cost.scoring_flops(512, permuted=True)
+    assert cost.run_cost(specs[1])["alignment"] == 300 * cost.scoring_flops(512, "kmnist", 1, 28, permuted=True)
