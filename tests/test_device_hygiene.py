@@ -126,7 +126,7 @@ def step_violations(events: list[Event], device: torch.device, dtype: torch.dtyp
             found.append(f"host read: {e.op} at {e.where}")
         for t_dtype, t_device, role in e.tensors:
             if t_device != device:
-                found.append(f"{e.op} {role}put on {t_device}, the run is on {device} ({e.where or 'no walign frame'})")
+                found.append(f"{e.op} {role}put on {t_device}, the run is on {device} ({e.where or 'no repository frame'})")
             if role == "out" and t_dtype.is_floating_point and t_dtype != dtype:
                 found.append(f"{e.op} creates {t_dtype}, the run is {dtype}")
     return found
@@ -213,7 +213,7 @@ def test_an_injected_fault_is_caught(fault, expected, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.xfail(condition=True, strict=True, reason=(
+@pytest.mark.xfail(strict=True, reason=(
     "walign/train.py make_optimizer: torch's Adam (not fused, not capturable) keeps its step count "
     "as a float32 tensor on the CPU and reads it with .item() every step; fused=True keeps it on "
     "the device and reads nothing"))
