@@ -3,6 +3,7 @@
 
     python benchmarks/step_time.py                       # CPU (or the GPU if there is one)
     python benchmarks/step_time.py --device cpu --widths 16 64 --rounds 5
+    python benchmarks/step_time.py --device cuda --widths 64 256 512 --precision fp32 tf32 --throughput
 
 One step = rule.pseudo_gradients on a batch of 100 CIFAR-shaped images + an SGD step, exactly
 what the training loop does. All rules are timed in the same process, in interleaved rounds
@@ -10,6 +11,12 @@ what the training loop does. All rules are timed in the same process, in interle
 the clock is a pair of CUDA events and memory is torch's peak allocation during the steps. On a
 CPU, memory is the peak resident-set growth of a fresh child process that builds the net and
 rule and runs three steps (torch's CPU allocator keeps no statistics; Linux only).
+
+``--precision`` times each listed mode of walign/precision.py (fp32: TF32 off; tf32; bf16:
+autocast around the rule's step); ratios are to Normal at the same precision. TFLOP/s is the
+step's exact convolution and matmul count (walign/cost.py) over its median time. ``--throughput``
+also prints one ``throughput {json}`` line per row, which ``python -m walign.cost`` reads from
+benchmarks/results/gpu-*.txt to turn a sweep's FLOPs into GPU-hours.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import time
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+from walign import cost, precision  # noqa: E402
 from walign.nets import ConvNet, NetSpec  # noqa: E402
 from walign.rules import build_rule  # noqa: E402
 
@@ -40,8 +48,13 @@ def make(rule_name, width, device, batch):
     return rule, opt, x, y
 
 
+MODE = {"precision": "fp32"}  # the precision the steps run at (set per block by main, and in a child)
+
+
 def step(rule, opt, x, y):
-    for p, g in zip(rule.params, rule.pseudo_gradients(x, y).grads):
+    with precision.autocast(MODE["precision"], x.device):
+        grads = rule.pseudo_gradients(x, y).grads
+    for p, g in zip(rule.params, grads):
         p.grad = g
     opt.step()
 
@@ -77,8 +90,8 @@ def gpu_peak_mb(rule_name, width, device, batch):
 
 
 def cpu_peak_mb(rule_name, width, batch):
-    out = subprocess.run([sys.executable, __file__, "--child", rule_name, str(width), str(batch)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, __file__, "--child", rule_name, str(width), str(batch),
+                          "--precision", MODE["precision"]], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -119,39 +132,64 @@ def main():
     ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is kept")
     ap.add_argument("--rules", nargs="+", default=RULES)
+    ap.add_argument("--precision", nargs="+", default=["fp32"], choices=precision.PRECISIONS)
+    ap.add_argument("--memory", choices=["auto", "none"], default="auto",
+                    help="none: skip the peak-memory measurement (the CPU's costs a process per rule)")
+    ap.add_argument("--throughput", action="store_true", help="also print machine-readable throughput lines")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
+        MODE["precision"] = args.precision[0]
+        precision.configure(MODE["precision"], "cpu")
         return child(args.child[0], int(args.child[1]), int(args.child[2]))
     device = torch.device(args.device)
     rules = ["normal"] + [r for r in args.rules if r != "normal"]
     print(f"# step time and peak memory, batch {args.batch}, CIFAR 7-conv net")
     print(f"# machine: {machine(device)}; torch {torch.__version__}; device {device}")
     rows = []
-    for width in args.widths:
-        built = {r: make(r, width, device, args.batch) for r in rules}
-        for r in rules:  # warm-up
-            step(*built[r])
-        times = {r: [] for r in rules}
-        for _ in range(args.rounds):
+    for mode in args.precision:
+        MODE["precision"] = mode
+        info = precision.configure(mode, device)
+        if "precision_note" in info:
+            print(f"# {mode}: {info['precision_note']}")
+        for width in args.widths:
+            built = {r: make(r, width, device, args.batch) for r in rules}
+            for r in rules:  # warm-up
+                step(*built[r])
+            times = {r: [] for r in rules}
+            for _ in range(args.rounds):
+                for r in rules:
+                    times[r].append(timed(lambda: step(*built[r]), device, args.steps))
+            del built
             for r in rules:
-                times[r].append(timed(lambda: step(*built[r]), device, args.steps))
-        del built
-        for r in rules:
-            ms = statistics.median(times[r])
-            mb = gpu_peak_mb(r, width, device, args.batch) if device.type == "cuda" else cpu_peak_mb(r, width, args.batch)
-            rows.append({"width": width, "rule": r, "ms_per_step": ms, "peak_mb": mb})
-        base = next(x for x in rows if x["width"] == width and x["rule"] == "normal")
-        for x in rows:
-            if x["width"] == width:
-                x["time_ratio"] = x["ms_per_step"] / base["ms_per_step"]
-                x["memory_ratio"] = x["peak_mb"] / base["peak_mb"]
-    print("| width | rule | ms/step | x Normal | peak MB | x Normal |")
-    print("|---:|---|---:|---:|---:|---:|")
+                ms = statistics.median(times[r])
+                if args.memory == "none":
+                    mb = float("nan")
+                elif device.type == "cuda":
+                    mb = gpu_peak_mb(r, width, device, args.batch)
+                else:
+                    mb = cpu_peak_mb(r, width, args.batch)
+                flops = cost.step_flops(r, width, args.batch)["total"]
+                rows.append({"width": width, "rule": r, "precision": mode, "ms_per_step": ms, "peak_mb": mb,
+                             "flops_per_step": flops, "tflops": flops / (ms / 1000) / 1e12})
+            base = next(x for x in rows if x["width"] == width and x["rule"] == "normal" and x["precision"] == mode)
+            for x in rows:
+                if x["width"] == width and x["precision"] == mode:
+                    x["time_ratio"] = x["ms_per_step"] / base["ms_per_step"]
+                    x["memory_ratio"] = x["peak_mb"] / base["peak_mb"] if base["peak_mb"] else float("nan")
+    print("| width | rule | precision | ms/step | x Normal | peak MB | x Normal | TFLOP/s |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    def number(value, digits=1):
+        return "—" if value != value else f"{value:.{digits}f}"  # NaN: not measured
     for x in rows:
-        print(f"| {x['width']} | {x['rule']} | {x['ms_per_step']:.1f} | {x['time_ratio']:.2f} "
-              f"| {x['peak_mb']:.1f} | {x['memory_ratio']:.2f} |")
+        print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['ms_per_step']:.1f} | {x['time_ratio']:.2f} "
+              f"| {number(x['peak_mb'])} | {number(x['memory_ratio'], 2)} | {x['tflops']:.2f} |")
+    if args.throughput:
+        for x in rows:
+            print("throughput " + json.dumps({"card": machine(device), "device": str(device), "precision": x["precision"],
+                                              "rule": x["rule"], "width": x["width"],
+                                              "ms_per_step": round(x["ms_per_step"], 3), "tflops": round(x["tflops"], 4)}))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(device), "torch": torch.__version__, "rows": rows}, f, indent=2)

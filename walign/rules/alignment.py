@@ -29,6 +29,7 @@ class GradientDescentWithWStar(Rule):
     score_strides (the strides used for scoring; the released KMNIST variant uses [1, 2, 2]).
     """
     config_defaults = {"score_epochs": ["${epochs}"]}  # the run's last epoch (a Hydra interpolation)
+    passes = Rule.passes.replace(forward=2, input_grad=2, weight_grad=2, head_forward=2, head_input_grad=2)
 
     def __init__(self, net, score_epochs=(150,), iterations: int = 100, probes: int = 100,
                  permuted_baseline: bool = False, score_layers: int | None = None,

@@ -8,7 +8,7 @@ know which rule produced them.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -53,11 +53,40 @@ class Step:
     grads: list[torch.Tensor | None]
 
 
+@dataclass(frozen=True)
+class Passes:
+    """What one training step of a rule computes, counted in layer-sized matrix products.
+
+    walign/cost.py turns these counts into FLOPs. For a CNN, ``forward``, ``input_grad`` and
+    ``weight_grad`` count the convolutions of every conv layer: forwards (of the current and of any
+    frozen network together), input gradients (layers 2..L only: the first layer's input is the
+    data, which needs none) and weight gradients. The ``head_*`` fields count the same three
+    products of the linear head (width -> classes), which some rules use differently from the
+    convs; ``projection`` counts DFA-style products of the output error with a fixed matrix per
+    conv layer. For the RNN the conv fields count the recurrent (and input) maps and the head
+    fields the readout, each once per time step. The default is backprop's: one of each.
+
+    A plugin rule declares its own counts, e.g. ``passes = Rule.passes.replace(forward=2)``.
+    """
+    forward: int = 1
+    input_grad: int = 1
+    weight_grad: int = 1
+    head_forward: int = 1
+    head_input_grad: int = 1
+    head_weight_grad: int = 1
+    projection: int = 0
+
+    def replace(self, **changes) -> "Passes":
+        """These counts with some of them changed."""
+        return replace(self, **changes)
+
+
 class Rule:
     """Base class. Subclasses are registered with ``register`` and implement ``create`` and
     ``pseudo_gradients``."""
     name = "?"
     family = "?"
+    passes = Passes()  # what one step computes (see Passes); backprop's counts unless a rule says otherwise
 
     def __init__(self, net: nn.Module):
         self.net = net

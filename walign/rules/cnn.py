@@ -34,6 +34,7 @@ def _local_forward(net: ConvNet, x: torch.Tensor):
 @register("normal", "cnn")
 class Normal(Rule):
     """Backprop: the exact gradient of the loss."""
+    passes = Rule.passes  # forward, input gradients (layers 2..L), weight gradients; the head alike
 
     @classmethod
     def create(cls, net, seed):
@@ -49,6 +50,7 @@ class Normal(Rule):
 @register("last_layer", "cnn")
 class LastLayer(Rule):
     """Train the linear head only; the conv layers keep their initial weights."""
+    passes = Rule.passes.replace(input_grad=0, weight_grad=0, head_input_grad=0)  # convs forward only
 
     @classmethod
     def create(cls, net, seed):
@@ -72,6 +74,7 @@ class LastLayer(Rule):
 class AlignZero(Rule):
     """theta <- theta - lr * J_{theta0}(x)^T e: the frozen initial network's parameter gradient,
     driven by the current network's output error (eq. 15)."""
+    passes = Rule.passes.replace(forward=2, head_forward=2)  # current forward; frozen forward + both gradients
 
     def __init__(self, net):
         super().__init__(net)
@@ -101,6 +104,7 @@ class AlignAda(Rule):
     then turns its signal into a weight gradient with its current batch norm and current input.
     The head gets its ordinary gradient.
     """
+    passes = Rule.passes.replace(forward=2, head_forward=2, head_input_grad=2)  # frozen input grads, current weight grads
 
     def __init__(self, net):
         super().__init__(net)
@@ -153,6 +157,7 @@ class _FeedbackRule(Rule):
 @register("align_prop", "cnn")
 class AlignProp(_FeedbackRule):
     """Feedback alignment whose feedback weights are the network's own initial weights."""
+    passes = Rule.passes  # as backprop; the input gradients use the feedback kernels
 
     @classmethod
     def create(cls, net, seed):
@@ -165,6 +170,7 @@ class AlignProp(_FeedbackRule):
 class FeedbackAlignment(_FeedbackRule):
     """Feedback alignment with independent N(0, 1) feedback weights, drawn interleaved with the
     forward weights as the released code does (so FA's forward init differs from layer 2 on)."""
+    passes = Rule.passes  # as backprop; the input gradients use the feedback kernels
 
     @classmethod
     def create(cls, net, seed):
@@ -179,6 +185,7 @@ class DirectFeedbackAlignment(Rule):
     std 1/sqrt(H W C). ``projection='shared'``: one (K, C) matrix shared by every position, as the
     paper describes for ImageNet; ``projection_std`` overrides the std.
     """
+    passes = Rule.passes.replace(input_grad=0, head_input_grad=0, projection=1)  # no input gradients; e D_l
 
     def __init__(self, net, projections, shared: bool):
         super().__init__(net)

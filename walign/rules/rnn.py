@@ -28,6 +28,7 @@ def _error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @register("normal", "rnn")
 class BPTT(_RNNRule):
     """Backprop through time on every parameter, S included."""
+    passes = Rule.passes  # per time step: recurrent, input and readout maps forward and both gradients
 
     def pseudo_gradients(self, x, target):
         output = self.net(x)
@@ -39,6 +40,7 @@ class BPTT(_RNNRule):
 class ReadoutOnly(_RNNRule):
     """Train the readout (w_out, b_o) and the initial state S; S by exact BPTT through the fixed
     recurrent weights, as the released code does."""
+    passes = Rule.passes.replace(weight_grad=0)  # BPTT into S only: no recurrent or input weight gradients
 
     def pseudo_gradients(self, x, target):
         net = self.net
@@ -52,6 +54,7 @@ class ReadoutOnly(_RNNRule):
 class AlignZeroRNN(_RNNRule):
     """BPTT of the current errors through the frozen initial network (frozen states, masks and
     weights, the same-step readout term included), applied to the current parameters and S."""
+    passes = Rule.passes.replace(forward=2, head_forward=2)  # current forward; frozen forward + both gradients
 
     def __init__(self, net):
         super().__init__(net)
@@ -76,6 +79,7 @@ class AlignAdaRNN(_RNNRule):
     updates. The released code leaves out the same-step readout term (eq. 58's strict j > i),
     which Align-zero keeps; ``same_step=True`` adds it, making the first update equal BPTT's.
     """
+    passes = Rule.passes.replace(forward=2, head_forward=2)  # frozen input grads, current weight grads
 
     def __init__(self, net, same_step: bool = False):
         super().__init__(net)

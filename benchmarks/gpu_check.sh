@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# One command for a fresh GPU machine, after `pip install -e ".[test]"` (under 8 minutes on one H100):
+#
+#   bash benchmarks/gpu_check.sh                    # GPU: writes benchmarks/results/gpu-<card>-<date>.txt
+#   bash benchmarks/gpu_check.sh --device cpu       # dry run: the same steps on the CPU, tiny sizes
+#
+# It prints the device and the torch, CUDA and cuDNN versions; names the missing optional
+# packages (hydra-core, omegaconf, submitit) in one line and skips only what needs them; runs
+# `pytest -m cuda` (tests/test_cuda.py and the GPU variants of tests/test_device_hygiene.py);
+# times one step of every CNN rule at widths 64, 256 and 512 at fp32 and tf32 (ms/step, peak
+# memory, ratio to Normal, achieved TFLOP/s from walign/cost.py's exact count; the `throughput`
+# lines are what `python -m walign.cost` reads for GPU-hours); and times one whole CIFAR-shaped
+# epoch (450 steps of 100 + evaluation) at width 512 for Normal and Align-ada, on CIFAR-10 if
+# CIFAR10_ROOT names a folder holding cifar-10-batches-py, else on random CIFAR-shaped data (the
+# output says which). Everything goes to the screen and to one file.
+#
+# Options and environment:
+#   --device cpu|cuda    cuda (default) or cpu, the dry run: width 8, one round, a 2-step epoch,
+#                        no memory measurement; it checks the script, not the machine
+#   --out DIR            where the file goes. Default: benchmarks/results for a GPU; for the dry run
+#                        $WALIGN_GPU_CHECK_DIR, else a fresh temporary folder (never the repository)
+#   PYTHON               the interpreter (default: python)
+#   CIFAR10_ROOT         real CIFAR-10 for the epoch timing
+#   PRECISIONS           step-time precisions (default "fp32 tf32"; add bf16 to time autocast too)
+# Exit status: 0 if every step passed, 1 otherwise (the file says which failed).
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+device=cuda
+out=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --device) device=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        *) echo "gpu_check: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+case "$device" in cpu|cuda) ;; *) echo "gpu_check: --device must be cpu or cuda, got $device" >&2; exit 2 ;; esac
+
+if [ "$device" = cuda ]; then
+    if ! card=$("$PYTHON" -c 'import torch; assert torch.cuda.is_available(); print(torch.cuda.get_device_name(0))' 2>/dev/null); then
+        echo "gpu_check: no CUDA device visible to torch; use --device cpu for a dry run" >&2
+        exit 2
+    fi
+    slug=$(printf '%s' "$card" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-*//; s/-*$//')
+    out=${out:-benchmarks/results}
+    widths="64 256 512"; rounds=3; steps=5; memory=auto
+    epoch_args=(--width 512)
+else
+    slug=cpu-dryrun
+    out=${out:-${WALIGN_GPU_CHECK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")}}
+    widths="8"; rounds=1; steps=1; memory=none
+    epoch_args=(--width 8 --train 200 --val 100 --test 100)
+fi
+mkdir -p "$out"
+file="$out/gpu-$slug-$(date +%Y-%m-%d).txt"
+[ -e "$file" ] && file="$out/gpu-$slug-$(date +%Y-%m-%d-%H%M%S).txt"
+failed=()
+section() { printf '\n== %s ==\n' "$1"; }
+step() {  # step NAME COMMAND...: run it, note a failure, go on
+    local name=$1; shift
+    "$@" || { echo "gpu_check: FAILED: $name (exit $?)"; failed+=("$name"); }
+}
+
+checks() {
+section "device"
+echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ); host: $(hostname); mode: $device"
+"$PYTHON" - "$device" <<'EOF'
+import sys, platform, torch
+device = sys.argv[1]
+print(f"python {platform.python_version()}; torch {torch.__version__}; CUDA {torch.version.cuda}; "
+      f"cuDNN {torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else 'n/a'}")
+if device == "cuda":
+    p = torch.cuda.get_device_properties(0)
+    print(f"device: {p.name}; {p.total_memory / 2**30:.1f} GiB; compute capability {p.major}.{p.minor}; "
+          f"{torch.cuda.device_count()} visible")
+else:
+    print(f"device: cpu ({torch.get_num_threads()} threads); dry run: sizes are tiny, timings mean nothing")
+EOF
+
+section "packages"
+missing=$("$PYTHON" - <<'EOF'
+import importlib.util
+wanted = {"hydra-core": "hydra", "omegaconf": "omegaconf", "submitit": "submitit", "pytest": "pytest"}
+print(" ".join(name for name, module in wanted.items() if importlib.util.find_spec(module) is None))
+EOF
+)
+if [ -z "$missing" ]; then
+    echo "missing: none"
+else
+    echo "missing: $missing (skipped: $( [[ " $missing " == *" pytest "* ]] && echo 'the GPU tests' || \
+        echo 'the GPU tests that run main.py' ); submitit is needed only for launcher=local|slurm)"
+fi
+
+section "pytest -m cuda"
+if [[ " $missing " == *" pytest "* ]]; then
+    echo "skipped: pytest is not installed (pip install -e \".[test]\")"
+elif [[ " $missing " == *" hydra-core "* || " $missing " == *" omegaconf "* ]]; then
+    step "pytest -m cuda" "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -k "not embedded_run and not killed_gpu_run"
+else
+    step "pytest -m cuda" "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider
+fi
+
+for precision in ${PRECISIONS:-fp32 tf32}; do
+    section "step time $precision"
+    # shellcheck disable=SC2086
+    step "step time $precision" "$PYTHON" benchmarks/step_time.py --device "$device" --widths $widths \
+        --rounds "$rounds" --steps "$steps" --precision "$precision" --memory "$memory" --throughput
+done
+
+section "one epoch"
+step "one epoch" "$PYTHON" benchmarks/epoch_time.py --device "$device" --rules normal align_ada \
+    "${epoch_args[@]}" ${CIFAR10_ROOT:+--root "$CIFAR10_ROOT"}
+
+section "summary"
+if [ ${#failed[@]} -eq 0 ]; then
+    echo "all steps passed; written to $file"
+else
+    echo "failed: ${failed[*]}; written to $file"
+fi
+[ ${#failed[@]} -eq 0 ]
+}
+
+checks 2>&1 | tee "$file"  # the pipeline (pipefail) ends when tee has written everything

@@ -1,0 +1,309 @@
+"""Exact convolution and matmul FLOPs of one training step, and of a whole run.
+
+Why: GPU time is bought by the hour, and a sweep should be priced before it is launched. The
+FLOP count also turns a measured ms/step into achieved TFLOP/s (benchmarks/step_time.py), which
+says how far a rule's implementation is from the card's peak.
+
+What is counted: the convolutions and matrix products, at 2 FLOPs per multiply-add. Elementwise
+work (batch norm, activations, pooling, the loss, the optimizer) is left out: per conv layer it is
+a few operations per output element, against 9 * C_in multiply-adds for the convolution.
+
+A conv layer with input C_in channels and output C_out x H_out x W_out (3x3 kernel, TF 'SAME'
+padding: H_out = ceil(H_in / stride)) costs 2 * B * H_out * W_out * C_out * 9 * C_in FLOPs for
+each of its three products: the forward, the input gradient and the weight gradient. The head
+(pooled features -> classes) costs 2 * B * width * classes for each of its three.
+
+What one step of each rule computes, from the ``passes`` attribute of its class (walign/rules/base.py
+``Passes``; F forward, I input gradient, W weight gradient; conv I counts layers 2..L only, since
+no rule needs the gradient of the data; RNN rows are per time step, the head being the readout):
+
+| rule | family | conv F | conv I | conv W | head F | head I | head W | e D_l | what runs |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---|
+| normal | cnn | 1 | 1 | 1 | 1 | 1 | 1 | 0 | backprop |
+| align_ada | cnn | 2 | 1 | 1 | 2 | 2 | 1 | 0 | current forward on detached inputs + local weight gradients; frozen forward + input gradients; e W_fc(0) |
+| align_zero | cnn | 2 | 1 | 1 | 2 | 1 | 1 | 0 | current forward (no grad); frozen forward, input and weight gradients |
+| align_prop | cnn | 1 | 1 | 1 | 1 | 1 | 1 | 0 | as backprop; input gradients through the initial kernels |
+| fa | cnn | 1 | 1 | 1 | 1 | 1 | 1 | 0 | as backprop; input gradients through random kernels |
+| dfa | cnn | 1 | 0 | 1 | 1 | 0 | 1 | 1 | forward + weight gradients; e D_l per layer, no input gradients |
+| last_layer | cnn | 1 | 0 | 0 | 1 | 0 | 1 | 0 | forward (no grad) + the head's weight gradient |
+| gd_wstar | cnn | 2 | 2 | 2 | 2 | 2 | 1 | 0 | backprop + the frozen network's forward, input and kernel gradients |
+| normal | rnn | 1 | 1 | 1 | 1 | 1 | 1 | 0 | BPTT |
+| align_ada | rnn | 2 | 1 | 1 | 2 | 1 | 1 | 0 | current forward + local weight gradients; frozen forward + BPTT |
+| align_zero | rnn | 2 | 1 | 1 | 2 | 1 | 1 | 0 | current forward (no grad); frozen forward + BPTT with weight gradients |
+| readout_only | rnn | 1 | 1 | 0 | 1 | 1 | 1 | 0 | BPTT into S and the readout only |
+
+So Align-ada's and Align-zero's convolution work per step are equal: each is backprop's plus one
+forward pass of the frozen network (Align-ada trades the current network's input gradients for
+the frozen network's). gd_wstar is two backprops minus the frozen head's weight gradient.
+
+The RNN (walign/rnn.py, n units, batch B, T = 100 steps): per step the recurrent map costs
+2 B n^2, the input map and the readout 2 B n each (the input map is a rank-1 (B, 1) x (1, n)
+product, which the code computes as a broadcast multiply; it has no input gradient). Align-ada's
+released form takes the current recurrent weight gradient at T - 1 steps, not T (the last state
+feeds no frozen step); the count uses T, over by 1 / T of that term.
+
+A run adds evaluation, one forward pass per evaluated image (the validation split every epoch,
+the official test split too when eval_test is on; the Add task scores its 100 test and 300
+training sequences), and, for gd_wstar, the alignment scoring of each scored epoch: per scored
+layer, ``iterations`` x (one convolution of ``probes`` probes with the 2 stacked kernels, 3 with the
+permuted baseline, plus one adjoint convolution per kernel), and the exact kernel score's three
+(C_out, 9 C_in) Gram products per pair.
+
+    python -m walign.cost          # the Markdown table of every sweep in sweeps/ (runs, PFLOP, GPU-hours)
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+KERNEL_TAPS = 9  # 3 x 3
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the FLOP count needs to know about a data set (SPEC section 3)."""
+    train: int
+    val: int
+    test: int
+    channels: int
+    image_size: int
+    classes: int
+    arch: str
+    whole_batches: bool = True  # in-memory splits use floor(N / B) full batches; ImageNet keeps the partial last one
+
+
+FIXED = {
+    "cifar10": DataShape(45000, 5000, 10000, 3, 32, 10, "cifar"),
+    "embedded": DataShape(1500, 1500, 1000, 3, 32, 10, "cifar"),
+    "kmnist": DataShape(55000, 5000, 10000, 1, 28, 10, "kmnist"),
+    "imagenet": DataShape(1281167, 50000, 0, 3, 224, 1000, "imagenet", whole_batches=False),
+}
+
+
+def data_shape(dataset: str, options: dict | None = None) -> DataShape:
+    """Split sizes and image shape of a CNN data set; small_cifar10 takes its ``train_size``."""
+    if dataset == "small_cifar10":
+        n = int((options or {}).get("train_size") or 0)
+        if n <= 0:
+            raise ValueError("small_cifar10 needs dataset.train_size")
+        return DataShape(n, min(n, 5000), 10000, 3, 32, 10, "cifar")
+    if dataset not in FIXED:
+        raise ValueError(f"no CNN data shape for dataset {dataset!r}")
+    return FIXED[dataset]
+
+
+def conv_layers(arch: str, width: int, channels: int = 3, image_size: int = 32,
+                strides: list[int] | None = None) -> list[tuple[int, int, int, int]]:
+    """(C_in, C_out, H_out, W_out) of every conv layer, as walign.nets.ConvNet builds them."""
+    from .nets import ARCHITECTURES
+    layers, size = [], image_size
+    for stride in strides or ARCHITECTURES[arch]:
+        size = -(-size // stride)
+        layers.append((channels, width, size, size))
+        channels = width
+    return layers
+
+
+def conv_pass(batch: int, layer: tuple[int, int, int, int]) -> int:
+    """FLOPs of one forward, input-gradient or weight-gradient convolution of a layer."""
+    c_in, c_out, h, w = layer
+    return 2 * batch * h * w * c_out * KERNEL_TAPS * c_in
+
+
+def rule_passes(rule: str, family: str = "cnn"):
+    from .rules import RULES
+    return RULES[rule][family].passes
+
+
+def step_flops(rule: str, width: int, batch: int, arch: str = "cifar", channels: int = 3, image_size: int = 32,
+               classes: int = 10, rule_options: dict | None = None, passes=None) -> dict:
+    """FLOPs of one CNN training step, by kind: conv ``forward``, ``input_grad`` (layers 2..L),
+    ``weight_grad``, the ``head``'s three, DFA's ``projection``, and their ``total``. ``layers``
+    holds one conv pass per layer (the unit everything else is counted in)."""
+    p = passes or rule_passes(rule, "cnn")
+    layers = conv_layers(arch, width, channels, image_size)
+    unit = [conv_pass(batch, layer) for layer in layers]
+    head = 2 * batch * width * classes
+    out = {"layers": unit, "forward": p.forward * sum(unit), "input_grad": p.input_grad * sum(unit[1:]),
+           "weight_grad": p.weight_grad * sum(unit),
+           "head": (p.head_forward + p.head_input_grad + p.head_weight_grad) * head, "projection": 0}
+    if p.projection:
+        shared = (rule_options or {}).get("projection", "full") == "shared"
+        out["projection"] = p.projection * sum(2 * batch * classes * (c if shared else c * h * w)
+                                               for _, c, h, w in layers)
+    out["total"] = sum(out[k] for k in ("forward", "input_grad", "weight_grad", "head", "projection"))
+    return out
+
+
+def forward_flops(width: int, batch: int, arch: str = "cifar", channels: int = 3, image_size: int = 32,
+                  classes: int = 10) -> int:
+    """One forward pass of the CNN (what evaluation costs per batch)."""
+    layers = conv_layers(arch, width, channels, image_size)
+    return sum(conv_pass(batch, layer) for layer in layers) + 2 * batch * width * classes
+
+
+def rnn_step_flops(rule: str, width: int, batch: int = 50, length: int = 100, passes=None) -> dict:
+    """FLOPs of one Add-task RNN step over a whole sequence: ``recurrent`` (the n x n map, forward
+    and gradients), ``input`` (the rank-1 input map), ``readout`` and ``total``."""
+    p = passes or rule_passes(rule, "rnn")
+    square, line = 2 * batch * width * width, 2 * batch * width
+    out = {"recurrent": length * (p.forward + p.input_grad + p.weight_grad) * square,
+           "input": length * (p.forward + p.weight_grad) * line,
+           "readout": length * (p.head_forward + p.head_input_grad + p.head_weight_grad) * line}
+    out["total"] = out["recurrent"] + out["input"] + out["readout"]
+    return out
+
+
+def rnn_forward_flops(width: int, batch: int = 50, length: int = 100) -> int:
+    return length * (2 * batch * width * width + 2 * 2 * batch * width)
+
+
+def scoring_flops(width: int, arch: str = "cifar", channels: int = 3, image_size: int = 32,
+                  iterations: int = 100, probes: int = 100, permuted: bool = False,
+                  score_layers: int | None = None, score_strides: list[int] | None = None) -> int:
+    """One alignment scoring (walign.rules.alignment.GradientDescentWithWStar.scores)."""
+    from .nets import ARCHITECTURES
+    strides = list(score_strides or ARCHITECTURES[arch][:score_layers or len(ARCHITECTURES[arch])])
+    kernels = 3 if permuted else 2
+    total = 0
+    for c_in, c_out, h, w in conv_layers(arch, width, channels, image_size, strides):
+        total += iterations * 2 * kernels * conv_pass(probes, (c_in, c_out, h, w))  # stacked conv + adjoints
+        total += (2 if permuted else 1) * 3 * 2 * c_out * c_out * KERNEL_TAPS * c_in  # kernel scores
+    return total
+
+
+def scored_epochs(score_epochs, epochs: int) -> int:
+    if score_epochs == "all":
+        return epochs
+    return len({int(e) for e in (score_epochs or ()) if 1 <= int(e) <= epochs})
+
+
+def run_cost(spec) -> dict:
+    """FLOPs of the whole run a ``walign.app.RunSpec`` describes: ``step`` (one full-batch step),
+    ``steps_per_epoch``, ``train``, ``evaluation``, ``alignment`` and ``total``."""
+    batch, epochs, options = spec.resolved_batch_size(), spec.epochs, spec.rule_options or {}
+    if spec.dataset == "add":
+        data = spec.data_options or {}
+        length, sequences = int(data.get("length", 100)), int(data.get("sequences", 400))
+        train_size = int(data.get("train_size", 300))
+        step = rnn_step_flops(spec.rule, spec.width, batch, length)["total"]
+        steps = train_size // batch
+        batches = (sequences - train_size) // batch + train_size // batch
+        evaluation = batches * rnn_forward_flops(spec.width, batch, length)
+        train = steps * step
+        alignment = 0
+    else:
+        shape = data_shape(spec.dataset, spec.data_options)
+        arch = shape.arch if spec.arch == "auto" else spec.arch
+        net = dict(arch=arch, channels=shape.channels, image_size=shape.image_size, classes=shape.classes)
+        step = step_flops(spec.rule, spec.width, batch, rule_options=options, **net)["total"]
+        steps, rest = divmod(shape.train, batch)
+        train = steps * step
+        if rest and not shape.whole_batches:
+            train += step_flops(spec.rule, spec.width, rest, rule_options=options, **net)["total"]
+            steps += 1
+        images = sum(n if not shape.whole_batches else n // batch * batch
+                     for n in (shape.val, shape.test if spec.eval_test else 0))
+        evaluation = images * forward_flops(spec.width, 1, **net)
+        alignment = 0
+        if spec.rule == "gd_wstar":
+            scorings = scored_epochs(options.get("score_epochs", [epochs]), epochs)
+            alignment = scorings * scoring_flops(
+                spec.width, arch, shape.channels, shape.image_size, options.get("iterations", 100),
+                options.get("probes", 100), bool(options.get("permuted", False)), options.get("score_layers"),
+                options.get("score_strides"))
+    total = epochs * (train + evaluation) + alignment
+    return {"step": step, "steps_per_epoch": steps, "train": epochs * train, "evaluation": epochs * evaluation,
+            "alignment": alignment, "total": total}
+
+
+def run_flops(spec) -> float:
+    """Total convolution and matmul FLOPs of the run ``spec`` (a walign.app.RunSpec)."""
+    return float(run_cost(spec)["total"])
+
+
+def format_flops(x: float) -> str:
+    """'3.1 PFLOP', '12.4 TFLOP', '950.0 FLOP'."""
+    for power, unit in ((18, "EFLOP"), (15, "PFLOP"), (12, "TFLOP"), (9, "GFLOP"), (6, "MFLOP"), (3, "kFLOP")):
+        if abs(x) >= 10 ** power:
+            return f"{x / 10 ** power:.1f} {unit}"
+    return f"{x:.1f} FLOP"
+
+
+# ----------------------------------------------------------------------------- sweeps
+def sweep_jobs(path: Path) -> list[list[str]]:
+    """The job overrides of a sweep file as Hydra's basic sweeper expands them (comma lists, in
+    order), after the group choices of its defaults list (as tests/test_sweeps.py does)."""
+    from omegaconf import OmegaConf
+    sweep = OmegaConf.to_container(OmegaConf.load(path))
+    chosen = [f"{key.replace('override /', '')}={value}" for entry in sweep.get("defaults", [])
+              for key, value in entry.items()]
+    axes = [[f"{key}={v}" for v in str(value).split(",")] if "[" not in str(value) else [f"{key}={value}"]
+            for key, value in sweep["hydra"]["sweeper"]["params"].items()]
+    return [chosen + list(job) for job in itertools.product(*axes)]
+
+
+def sweep_specs(path: Path, conf: Path = ROOT / "conf") -> list:
+    """Every run of a sweep file as a RunSpec."""
+    from hydra import compose, initialize_config_dir
+
+    from .app import RunSpec
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return [RunSpec.from_config(compose(config_name="config", overrides=job)) for job in sweep_jobs(path)]
+
+
+def measured_throughput(results: Path = ROOT / "benchmarks" / "results") -> tuple[str, dict] | None:
+    """The newest GPU measurement in results/gpu-*.txt: (card, {(rule, width): TFLOP/s}) at fp32,
+    from the ``throughput {json}`` lines benchmarks/gpu_check.sh writes. None if there is none."""
+    for path in sorted(Path(results).glob("gpu-*.txt"), reverse=True):
+        rates, card = {}, None
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("throughput {"):
+                continue
+            row = json.loads(line.split(" ", 1)[1])
+            if row.get("device", "").startswith("cuda") and row.get("precision") == "fp32" and row.get("tflops"):
+                card = row["card"]
+                rates[(row["rule"], int(row["width"]))] = float(row["tflops"])
+        if rates:
+            return card, rates
+    return None
+
+
+def rate_for(rates: dict, rule: str, width: int) -> float | None:
+    """Measured TFLOP/s for a rule (Normal's if the rule was not measured) at the nearest measured
+    width (in log2). Widths below the smallest measured one are latency-bound on a GPU, so their
+    hours from this rate are a lower bound."""
+    for name in (rule, "normal"):
+        widths = [w for r, w in rates if r == name]
+        if widths:
+            nearest = min(widths, key=lambda w: abs(math.log2(w) - math.log2(width)))
+            return rates[(name, nearest)]
+    return None
+
+
+def sweep_table(sweeps: Path = ROOT / "sweeps", results: Path = ROOT / "benchmarks" / "results") -> str:
+    """The Markdown table of every sweep: runs, total PFLOP and (if measured) GPU-hours."""
+    measured = measured_throughput(results)
+    card = measured[0] if measured else None
+    head = f"GPU-hours at fp32 ({card})" if card else "GPU-hours (no GPU measurement yet)"
+    lines = [f"| sweep | runs | PFLOP | {head} |", "|---|---:|---:|---:|"]
+    for path in sorted(Path(sweeps).glob("*.yaml"), key=lambda p: (p.stem.rstrip("0123456789"),
+                                                                     int(re.sub(r"\D", "", p.stem) or 0))):
+        specs = sweep_specs(path)
+        flops = [run_flops(s) for s in specs]
+        hours = ""
+        if measured:
+            rates = [None if s.dataset == "add" else rate_for(measured[1], s.rule, s.width) for s in specs]
+            if all(rates):
+                hours = f"{sum(f / (r * 1e12) for f, r in zip(flops, rates)) / 3600:.1f}"
+        lines.append(f"| `{path.name}` | {len(specs)} | {sum(flops) / 1e15:.1f} | {hours} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(sweep_table())
