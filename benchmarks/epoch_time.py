@@ -26,7 +26,7 @@ from walign import cost, precision  # noqa: E402
 from walign.data import Data, TensorSplit  # noqa: E402
 from walign.nets import ConvNet, NetSpec  # noqa: E402
 from walign.rules import build_rule  # noqa: E402
-from walign.train import TrainConfig, train  # noqa: E402
+from walign.train import TrainConfig, TrainState, train  # noqa: E402
 
 
 def cifar_shaped(device, sizes, root=None) -> tuple[Data, str]:
@@ -46,24 +46,13 @@ def cifar_shaped(device, sizes, root=None) -> tuple[Data, str]:
     return Data("random", *(split(n) for n in sizes), 10, 3, 32, "cifar"), "random CIFAR-shaped data"
 
 
-def with_precision(rule, mode, device):
-    """Run the rule's steps under ``mode``'s autocast (bf16), as a training loop would."""
-    if mode == "bf16":
-        plain = rule.pseudo_gradients
-
-        def pseudo_gradients(x, target):
-            with precision.autocast(mode, device):
-                return plain(x, target)
-        rule.pseudo_gradients = pseudo_gradients
-    return rule
-
-
 def epoch_seconds(rule_name, width, data, batch, mode, device) -> float:
     torch.manual_seed(0)
-    rule = with_precision(build_rule(rule_name, ConvNet(NetSpec("cifar", width)).to(device), 99), mode, device)
+    rule = build_rule(rule_name, ConvNet(NetSpec("cifar", width)).to(device), 99)
     seconds = []
-    train(rule, data, TrainConfig(1, 0.01, batch, eval_test=data.test is not None),
-          lambda record, snapshot: seconds.append(record["seconds"]))
+    state = TrainState(rule, TrainConfig(1, 0.01, batch, eval_test=data.test is not None))
+    train(state, data, lambda record: seconds.append(record["seconds"]),
+          autocast=lambda: precision.autocast(mode, device))
     return seconds[0]
 
 

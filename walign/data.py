@@ -86,7 +86,8 @@ class Data:
     family = "cnn"
 
     def targets(self, labels: torch.Tensor) -> torch.Tensor:
-        onehot = torch.nn.functional.one_hot(labels, self.num_classes).float()
+        # one-hot by comparison: F.one_hot would read the labels' range on the host every step
+        onehot = (labels[:, None] == torch.arange(self.num_classes, device=labels.device)).float()
         return onehot - self.label_offset
 
     def evaluate(self, net, batch_size: int, rng, test_rng, eval_test: bool = True) -> dict:
