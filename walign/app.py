@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from . import checkpoint
+from . import checkpoint, precision
 from .configs import register_configs
 from .claim import AlreadyRunning, Claim, describe, holder
 from .data import DATASETS
@@ -33,6 +33,7 @@ from .rules import RULES, build_rule, rules_for
 from .rules.options import resolve as resolve_rule_options
 from .runs import (Unreadable, WriteError, append_jsonl, json_line, read_summary, run_dir, write_atomic,
                    write_json)
+from .precision import PRECISIONS
 from .train import NUMPY_SEEDS, OPTIMIZERS, TrainConfig, TrainState, train
 
 register_configs()  # rule=NAME works for every registered rule (walign's and plugins')
@@ -71,6 +72,7 @@ class RunSpec:
     progress: str = "auto"
     checkpoint_every: int = 1       # epochs between checkpoints (0: none; a kill then restarts the run)
     keep_checkpoint: bool = False   # keep checkpoint.pt (the final model) after the run finishes
+    precision: str = "fp32"         # fp32 | tf32 | bf16 (walign/precision.py)
 
     @classmethod
     def from_config(cls, cfg) -> "RunSpec":
@@ -103,7 +105,8 @@ class RunSpec:
             data_options={k: v for k, v in ds.items() if k not in LOADING_KEYS},
             rule_options=resolve_rule_options(name, family, RULES[name], rule),
             eval_test=c.get("eval_test", True), progress=str(c.get("progress", "auto")),
-            checkpoint_every=c.get("checkpoint_every", 1), keep_checkpoint=c.get("keep_checkpoint", False))
+            checkpoint_every=c.get("checkpoint_every", 1), keep_checkpoint=c.get("keep_checkpoint", False),
+            precision=str(c.get("precision", "fp32")))
         spec.validate()
         return spec
 
@@ -142,6 +145,9 @@ class RunSpec:
             value = getattr(self, key)
             need(isinstance(value, bool), f"{'dataset.' if key == 'verify_md5' else ''}{key} must be true or "
                  f"false, got {value!r}")
+        need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        need(not (self.family == "rnn" and self.precision == "bf16"), f"dataset {self.dataset} refuses "
+             f"precision=bf16: the Add-task RNN reproduces Table 8 in float64 (use fp32 or tf32)")
         need(self.results_dir.strip() != "", "results_dir is empty; give the directory run folders go under "
              "(default: results)")
         parse_device(self.device)
@@ -167,7 +173,9 @@ class RunSpec:
         return {"dataset": self.dataset, **self.data_options, "rule": self.rule, **self.rule_options,
                 "width": self.width, "lr": self.lr, "epochs": self.epochs, "batch_size": self.resolved_batch_size(),
                 "seed": self.seed, "activation": self.activation, "parameterization": self.parameterization,
-                "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {})}
+                "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {}),
+                # keys added later enter only away from their old behaviour: existing runs keep their names
+                **({"compute_precision": self.precision} if self.precision != "fp32" else {})}
 
 
 # ----------------------------------------------------------------------------- the machine
@@ -288,6 +296,8 @@ def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml
     batch_size, identity = spec.resolved_batch_size(), spec.identity()
     cfg = TrainConfig(spec.epochs, spec.lr, batch_size, spec.optimizer, spec.seed, spec.eval_test)
 
+    in_effect = precision.configure(spec.precision, device, getattr(data, "dtype", torch.float32))
+
     def start(snapshot: dict | None) -> TrainState:
         torch.manual_seed(spec.seed)
         net = build_net(spec, data, batch_size).to(device)
@@ -314,8 +324,9 @@ def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml
     write_atomic(directory / "config.yaml", config_yaml)
     # metrics.jsonl holds exactly the checkpointed epochs (a kill may have left one more line)
     write_atomic(directory / "metrics.jsonl", "".join(json_line(r) for r in records))
-    summary = {"status": "running", **identity, "run_dir": str(directory), "device": device_name(device),
-               "walign_version": __version__}
+    summary = {"status": "running", **identity, "compute_precision": spec.precision,
+               **{k: v for k, v in in_effect.items() if k != "precision"},
+               "run_dir": str(directory), "device": device_name(device), "walign_version": __version__}
     started = time.time()
     progress = Progress(spec.progress, spec.epochs * data.train.num_batches(batch_size),
                         f"{spec.rule} w{spec.width} lr{spec.lr:g}")
@@ -343,7 +354,8 @@ def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml
     # state at the next step boundary, then takes its usual course
     with DeferredSignals(SIGNALS if spec.checkpoint_every else ()) as signals:
         try:
-            outcome = train(state, data, on_epoch, progress, signals, on_signal)
+            outcome = train(state, data, on_epoch, progress, signals, on_signal,
+                            autocast=lambda: precision.autocast(spec.precision, device))
         except WriteError:
             raise  # a full or read-only disk: nothing more can be written; the last checkpoint stays
         except Exception as err:
