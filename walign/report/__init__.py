@@ -3,7 +3,8 @@
     walign-report RESULTS_DIR --out DIR [--as cifar10=embedded]
     python -m walign.report RESULTS_DIR --out DIR
 
-Modules: ``collect`` (find runs, one pandas row each), ``protocol`` (SPEC 4.4/10 selection: which
+Modules: ``collect`` (find runs, one pandas row each), ``variants`` (which runs leave the paper's
+setting, judged against the Hydra config's defaults), ``protocol`` (SPEC 4.4/10 selection: which
 runs feed a cell and how they become one number), ``tables`` and ``figures`` (the outputs),
 ``build`` (everything plus the REPORT.md index), ``cli`` (the command).
 """

@@ -38,6 +38,11 @@ def _run_line(run) -> str:
     return f"- `{run['path']}`{origin}: {run['rule']}, width {run['width']}, lr {run['lr']:g}{done}"
 
 
+def _unused_line(runs: pd.DataFrame, path: str) -> str:
+    variant = runs.loc[runs["path"] == path, "variant"].iloc[0]
+    return f"- `{path}`" + (f" (variant: {variant})" if variant else "")
+
+
 def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[str]) -> str:
     runs = collection.runs
     status_counts = runs["status"].value_counts()
@@ -53,6 +58,8 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
             lines.append(f"- `{source}` runs stand in for `{target}` (`--as {target}={source}`). Cells and "
                          f"points from them are **not** the paper's setting (other data, sizes and epochs).")
         lines += [f"- Runs relabelled: {collection.substituted_runs}", ""]
+    if collection.notes:
+        lines += ["## Variant test", ""] + [f"- {note}" for note in collection.notes] + [""]
 
     lines += ["## Tables", "", "Each cell: ours / paper (ours - paper). † diverged run, ‡ see the table's notes.", "",
               "| table | content | files | filled | missing | diverged |", "|---|---|---|---:|---:|---:|"]
@@ -88,8 +95,10 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
                 ("Runs with another status", [_run_line(run) for _, run in runs[
                     ~runs["status"].isin(("complete", "diverged", "failed"))].iterrows()]),
                 ("Unreadable files", [f"- `{path}`: {why}" for path, why in collection.problems]),
+                ("Flagged runs", [f"- `{run['path']}`: {run['flag']}"
+                                  for _, run in runs[runs["flag"] != ""].iterrows()]),
                 ("Runs in progress", [f"- `{path}`" for path in collection.in_progress]),
-                ("Runs used by no table or figure", [f"- `{path}`" for path in unused]))
+                ("Runs used by no table or figure", [_unused_line(runs, path) for path in unused]))
     for title, items in sections:
         lines += [f"## {title} ({len(items)})", ""] + (items or ["None."]) + [""]
     if unused:

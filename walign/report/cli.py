@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from .collect import DATASETS
-
 PROG = "walign-report"
 
 
@@ -20,6 +18,7 @@ class Parser(argparse.ArgumentParser):
 
 def parse_substitution(text: str) -> tuple[str, str]:
     """'cifar10=embedded' -> ('cifar10', 'embedded'): embedded runs stand in for cifar10."""
+    from ..data import DATASETS  # the one registry of data set names
     target, sep, source = text.partition("=")
     if not sep or target not in DATASETS or source not in DATASETS or target == source:
         raise argparse.ArgumentTypeError(
