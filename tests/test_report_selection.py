@@ -1,19 +1,35 @@
 """Tests of the report's run selection beyond the basics of test_report.py: which runs are variants
-(defaults read from the Hydra configuration). Run directories are written by test_report.write_run."""
+(defaults read from the Hydra configuration) and rules beyond the paper's (extra rows and lines).
+Run directories are written by test_report.write_run."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
+import pytest
+
 from test_report import REPO, cell, cells, rel, report, write_run
-from walign.report import variants
+from walign import paper
+from walign.report import figures, tables, variants
 from walign.report.collect import scan
 
 
 def variant_of(root: Path, directory: Path) -> str:
     runs = scan(root).runs
     return runs.loc[runs["path"] == rel(root, directory), "variant"].iloc[0]
+
+
+def context(root: Path) -> figures.Context:
+    """What draw_all hands the figures, for drawing one figure directly."""
+    usable = scan(root).usable()
+    built = {spec.number: tables.build(spec, usable) for spec in tables.TABLES}
+    return figures.Context(built, usable, {}, figures.rule_colors(sorted(set(usable["rule"]))))
+
+
+def legend_texts(drawn: figures.Drawn) -> list[str]:
+    return [text.get_text() for legend in drawn.figure.legends for text in legend.get_texts()]
 
 
 # ----------------------------------------------------------------------------- variants
@@ -114,3 +130,129 @@ def test_the_normal_report_has_no_variant_test_note(tmp_path):
     root = tmp_path / "results"
     write_run(root)
     assert "## Variant test" not in report(root, tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- rules beyond the paper
+def paper_rule_runs(root: Path) -> None:
+    write_run(root, lr=1, accs=[0.40, 0.50])
+    write_run(root, dataset="kmnist", rule="fa", width=16, lr=2, accs=[0.70])
+    write_run(root, dataset="small_cifar10", train_size=450, rule="fa", width=8, lr=2, accs=[0.26])
+    write_run(root, dataset="add", rule="normal", width=16, lr=0.001, losses=[(0.55, 0.45)], train_size=300)
+    write_run(root, rule="gd_wstar", width=8, lr=5, accs=[0.1] * 3, alignment={3: [0.4] * 7})
+    write_run(root, width=8, lr=0.001, accs=[0.3], parameterization="standard", optimizer="adam")
+
+
+def extra_rule_runs(root: Path) -> dict[str, Path]:
+    return {
+        "c8_lr1": write_run(root, rule="my_rule", lr=1, accs=[0.30, 0.40]),
+        "c8_lr2": write_run(root, rule="my_rule", lr=2, accs=[0.45, 0.20]),
+        "c8_seed100": write_run(root, rule="my_rule", lr=1, seed=100, accs=[0.99]),   # not the paper's seed
+        "c8_lr05": write_run(root, rule="my_rule", lr=0.5, accs=[0.35]),            # Figure 3 only
+        "c256": write_run(root, rule="my_rule", width=256, lr=5, accs=[0.55]),
+        "k16": write_run(root, dataset="kmnist", rule="my_rule", width=16, lr=5, accs=[0.60]),
+        "s450": write_run(root, dataset="small_cifar10", train_size=450, rule="my_rule", width=8, lr=1,
+                          accs=[0.22, 0.24]),
+        "rnn16": write_run(root, dataset="add", rule="my_rnn_rule", width=16, lr=0.001,
+                           losses=[(0.9, 0.8), (0.7, 0.75)], train_size=300),
+    }
+
+
+@pytest.fixture(scope="module")
+def beyond(tmp_path_factory):
+    """Two reports: paper rules only, and the same runs plus runs of two rules the paper lacks."""
+    base = tmp_path_factory.mktemp("base")
+    paper_rule_runs(base / "results")
+    report(base / "results", base / "out")
+    root = tmp_path_factory.mktemp("beyond") / "results"
+    paper_rule_runs(root)
+    runs = extra_rule_runs(root)
+    out = root.parent / "out"
+    text = report(root, out)
+    return base / "out", root, out, text, runs
+
+
+def test_extra_rules_get_rows_with_the_same_protocol_and_no_paper_value(beyond):
+    _, root, out, _, runs = beyond
+    t6 = cells(out, 6)
+    mine = cell(t6, method="my_rule", width=8)
+    assert mine["ours"] == pytest.approx(45.0)                    # best over epochs, then over lr {1, 2}
+    assert mine["chosen_run"] == rel(root, runs["c8_lr2"])
+    assert mine["candidate_runs"] == 2                             # seed 100 and lr 0.5 are not candidates
+    assert mine["rule"] == "my_rule" and mine["status"] == "ok"
+    assert math.isnan(mine["paper"]) and math.isnan(mine["difference"])
+    assert cell(t6, method="my_rule", width=256)["ours"] == pytest.approx(55.0)
+    assert cell(t6, method="my_rule", width=16)["status"] == "missing"   # the CSV has the whole row
+    assert len(t6[t6["method"] == "my_rule"]) == len(paper.table(6)["width"].unique())
+    assert cell(cells(out, 7), method="my_rule", width=16)["ours"] == pytest.approx(60.0)
+    assert cell(cells(out, 9), method="my_rule", width=8, train_size=450)["ours"] == pytest.approx(24.0)
+    assert cell(cells(out, 1), method="my_rule", width=256)["ours"] == pytest.approx(55.0)
+    t8 = cells(out, 8)
+    assert cell(t8, method="my_rnn_rule", width=16, metric="train_loss_best")["ours"] == pytest.approx(0.7)
+    assert cell(t8, method="my_rnn_rule", width=16, metric="test_loss_best")["ours"] == pytest.approx(0.75)
+    assert "my_rule" not in set(t8["method"]) and "my_rnn_rule" not in set(t6["method"])
+    markdown = (out / "table06_width_cifar10.md").read_text()
+    assert "| my_rule | 45.0 / — | — / — |" in markdown
+    assert "beyond the paper's (my_rule)" in markdown
+    assert "\\_rule & 45.0 / -- &" in (out / "table06_width_cifar10.tex").read_text()
+
+
+def test_extra_rows_are_not_counted_as_paper_cells(beyond):
+    base, _, out, text, _ = beyond
+    for number in (1, 6, 7, 8, 9):
+        before = (base / f"{tables.TABLES[number - 1].stem}.md").read_text()
+        count = next(line for line in before.splitlines() if line.startswith("Filled "))
+        assert count in (out / f"{tables.TABLES[number - 1].stem}.md").read_text()
+    base_text = (base / "REPORT.md").read_text()
+    total = next(line for line in base_text.splitlines() if line.startswith("Missing cells in all"))
+    assert total in text
+    section = text.split("## Rules beyond the paper")[1].split("\n## ")[0]
+    assert "- `my_rnn_rule`: Table 8" in section and "- `my_rule`: Tables 1, 6, 7, 9" in section
+
+
+def test_tables_without_extra_runs_are_unchanged_and_the_paper_rows_too(beyond):
+    base, _, out, _, _ = beyond
+    for spec in tables.TABLES:
+        for ext in ("md", "csv", "tex"):
+            before, after = (base / f"{spec.stem}.{ext}").read_text(), (out / f"{spec.stem}.{ext}").read_text()
+            if spec.number in (2, 3, 4, 5, 10):
+                assert after == before, spec.stem
+            else:   # the paper's rows and columns are untouched; rows are only added
+                assert set(before.splitlines()) <= set(after.splitlines()) | {""}, spec.stem
+
+
+def test_extra_rule_runs_are_used_and_the_off_protocol_ones_are_not(beyond):
+    _, root, _, text, runs = beyond
+    unused = text.split("## Runs used by no table or figure")[1]
+    assert rel(root, runs["c8_seed100"]) in unused
+    for name in ("c8_lr1", "c8_lr2", "c8_lr05", "c256", "k16", "s450", "rnn16"):
+        assert rel(root, runs[name]) not in unused, name
+
+
+def test_extra_rules_are_lines_in_figures_3_4_6_and_9_with_a_colour_of_their_own(beyond):
+    _, root, _, _, _ = beyond
+    ctx = context(root)
+    color = ctx.color("my_rule")
+    assert color in figures.FALLBACK_COLORS and color not in figures.RULE_COLORS.values()
+    assert figures.rule_colors(["my_rule"])["my_rule"] == color          # from the name alone
+    assert ctx.color("my_rnn_rule") != color
+    for draw, rule in ((figures.figure3, "my_rule"), (figures.figure4, "my_rule"), (figures.figure6, "my_rule"),
+                       (figures.figure9, "my_rnn_rule")):
+        drawn = draw(ctx)
+        assert rule in legend_texts(drawn), draw.__name__
+        lines = [line for ax in drawn.figure.axes for line in ax.get_lines()
+                 if line.get_color() == ctx.color(rule) and len(line.get_xdata())]
+        assert lines, draw.__name__
+    # Figure 3 plots every lr of the grid it shows: lr 0.5, 1 and 2 at width 8
+    fig3 = figures.figure3(ctx)
+    xs = sorted(x for line in fig3.figure.axes[0].get_lines() if line.get_color() == color
+                for x in line.get_xdata())
+    assert xs == [0.5, 1.0, 2.0, 5.0]        # width 8: 0.5, 1, 2; width 256: 5
+
+
+def test_rule_colours_are_deterministic_and_distinct():
+    names = [f"rule_{i}" for i in range(len(figures.FALLBACK_COLORS))]
+    colors = figures.rule_colors(names)
+    assert len(set(colors.values())) == len(names)
+    assert figures.rule_colors(list(reversed(names))) == colors
+    assert figures.rule_colors(["normal", "sign_symmetry"]) == {"normal": figures.RULE_COLORS["normal"],
+                                                                "sign_symmetry": figures.RULE_COLORS["sign_symmetry"]}

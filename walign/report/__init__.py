@@ -5,8 +5,8 @@
 
 Modules: ``collect`` (find runs, one pandas row each), ``variants`` (which runs leave the paper's
 setting, judged against the Hydra config's defaults), ``protocol`` (SPEC 4.4/10 selection: which
-runs feed a cell and how they become one number), ``tables`` and ``figures`` (the outputs),
-``build`` (everything plus the REPORT.md index), ``cli`` (the command).
+runs feed a cell and how they become one number), ``tables`` (one spec per table) and ``figures``
+(panels on a shared skeleton), ``build`` (everything plus the REPORT.md index), ``cli`` (the command).
 """
 from .build import build_report
 from .collect import scan

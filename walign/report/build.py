@@ -43,6 +43,17 @@ def _unused_line(runs: pd.DataFrame, path: str) -> str:
     return f"- `{path}`" + (f" (variant: {variant})" if variant else "")
 
 
+def _beyond_the_paper(built: dict) -> list[str]:
+    """'- `rule`: Tables 6, 9' for every rule with extra rows (the figures drawn from those tables,
+    and Figure 3, show it too)."""
+    where: dict[str, list[str]] = {}
+    for number, (cells, _) in built.items():
+        for rule in dict.fromkeys(cells.loc[cells["extra"], "rule"]):
+            where.setdefault(rule, []).append(str(number))
+    return [f"- `{rule}`: Table{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
+            for rule, numbers in sorted(where.items())]
+
+
 def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[str]) -> str:
     runs = collection.runs
     status_counts = runs["status"].value_counts()
@@ -60,6 +71,12 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
         lines += [f"- Runs relabelled: {collection.substituted_runs}", ""]
     if collection.notes:
         lines += ["## Variant test", ""] + [f"- {note}" for note in collection.notes] + [""]
+    beyond = _beyond_the_paper(built)
+    if beyond:
+        lines += ["## Rules beyond the paper", "",
+                  "Rules the paper did not test get extra rows in these tables, chosen by the same protocol "
+                  "and with no paper value, and lines in the figures drawn from them (and in Figure 3):",
+                  ""] + beyond + [""]
 
     lines += ["## Tables", "", "Each cell: ours / paper (ours - paper). † diverged run, ‡ see the table's notes.", "",
               "| table | content | files | filled | missing | diverged |", "|---|---|---|---:|---:|---:|"]
@@ -116,7 +133,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
     usable = collection.usable()
     built, used, files = {}, set(), []
     for spec in tables.TABLES:
-        cells = tables.build(spec.number, usable)
+        cells = tables.build(spec, usable)
         for considered in cells["considered"]:
             used.update(considered)
         names = tables.write(cells, spec, out, collection.substitutions)
