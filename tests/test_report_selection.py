@@ -1,6 +1,6 @@
 """Tests of the report's run selection beyond the basics of test_report.py: which runs are variants
-(defaults read from the Hydra configuration) and rules beyond the paper's (extra rows and lines).
-Run directories are written by test_report.write_run."""
+(defaults read from the Hydra configuration), rules beyond the paper's (extra rows and lines), and
+the widths Figure 6 draws. Run directories are written by test_report.write_run."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_report import REPO, cell, cells, rel, report, write_run
+from test_report import REPO, cell, cells, command, rel, report, write_run
 from walign import paper
 from walign.report import figures, tables, variants
 from walign.report.collect import scan
@@ -21,11 +21,11 @@ def variant_of(root: Path, directory: Path) -> str:
     return runs.loc[runs["path"] == rel(root, directory), "variant"].iloc[0]
 
 
-def context(root: Path) -> figures.Context:
+def context(root: Path, fig6_widths=None) -> figures.Context:
     """What draw_all hands the figures, for drawing one figure directly."""
     usable = scan(root).usable()
     built = {spec.number: tables.build(spec, usable) for spec in tables.TABLES}
-    return figures.Context(built, usable, {}, figures.rule_colors(sorted(set(usable["rule"]))))
+    return figures.Context(built, usable, {}, fig6_widths, figures.rule_colors(sorted(set(usable["rule"]))))
 
 
 def legend_texts(drawn: figures.Drawn) -> list[str]:
@@ -256,3 +256,87 @@ def test_rule_colours_are_deterministic_and_distinct():
     assert figures.rule_colors(list(reversed(names))) == colors
     assert figures.rule_colors(["normal", "sign_symmetry"]) == {"normal": figures.RULE_COLORS["normal"],
                                                                 "sign_symmetry": figures.RULE_COLORS["sign_symmetry"]}
+
+
+# ----------------------------------------------------------------------------- Figure 6 and Table 9 widths
+SMALL = {(8, 45): 0.20, (8, 150): 0.22, (8, 450): 0.25, (16, 45): 0.21, (16, 150): 0.24, (16, 450): 0.27,
+         (32, 45): 0.23, (32, 150): 0.26, (32, 450): 0.30}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small") / "results"
+    for (width, size), acc in SMALL.items():
+        write_run(root, dataset="small_cifar10", train_size=size, rule="normal", width=width, lr=1,
+                  accs=[acc / 2, acc])
+        write_run(root, dataset="small_cifar10", train_size=size, rule="normal", width=width, lr=2,
+                  accs=[acc - 0.05])
+    return root
+
+
+def test_table9_fills_every_printed_cell_that_has_runs(small, tmp_path):
+    report(small, tmp_path / "out")
+    t9 = cells(tmp_path / "out", 9)
+    reference = paper.table(9)
+    for (width, size), acc in SMALL.items():
+        ours = cell(t9, method="Normal", width=width, train_size=size)
+        printed = reference[(reference["method"] == "Normal") & (reference["width"] == width)
+                            & (reference["train_size"] == size)]["value"].iloc[0]
+        assert ours["ours"] == pytest.approx(100 * acc) and ours["paper"] == pytest.approx(printed)
+    assert (t9["status"] != "missing").sum() == len(SMALL)
+    assert len(t9) == len(reference)
+
+
+def test_figure6_draws_every_width_with_runs(small, tmp_path):
+    drawn = figures.figure6(context(small))
+    labels = legend_texts(drawn)
+    assert [label for label in labels if label.startswith("width")] == ["width 32", "width 16", "width 8"]
+    assert drawn.points == len(SMALL)
+    ax = drawn.figure.axes[0]
+    assert len([line for line in ax.get_lines() if len(line.get_xdata())]) == 3   # Normal at each width
+    assert "widths drawn: 8, 16, 32 (every width with runs)" in drawn.notes
+    # the paper's points (faint squares) for all three widths: 5 rules x 7 sizes each
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 3 * 5 * 7
+
+
+def test_fig6_widths_picks_the_widths(small, tmp_path):
+    text = report(small, tmp_path / "out", "--fig6-widths", "512,16")
+    row = next(line for line in text.splitlines() if line.startswith("| Figure 6"))
+    assert row.endswith("| 3 |")                                            # only width 16 has runs
+    assert "widths drawn: 16, 512 (chosen with --fig6-widths)" in text
+    drawn = figures.figure6(context(small, (512, 16)))
+    assert [t for t in legend_texts(drawn) if t.startswith("width")] == ["width 512", "width 16"]
+
+
+def test_figure6_without_runs_draws_the_papers_widths(tmp_path):
+    root = tmp_path / "results"
+    root.mkdir()
+    text = report(root, tmp_path / "out")
+    assert "widths drawn: 8, 512 (the paper's; no runs)" in text
+    drawn = figures.figure6(context(root))
+    assert [t for t in legend_texts(drawn) if t.startswith("width")] == ["width 512", "width 8"]
+
+
+def test_figure6_also_draws_a_width_the_paper_did_not_print(tmp_path):
+    root = tmp_path / "results"
+    wide = write_run(root, dataset="small_cifar10", train_size=45, rule="fa", width=1024, lr=1, accs=[0.3])
+    text = report(root, tmp_path / "out")
+    assert "widths drawn: 1024 (every width with runs)" in text
+    assert rel(root, wide) not in text.split("## Runs used by no table or figure")[1]
+    row = next(line for line in text.splitlines() if line.startswith("| Figure 6"))
+    assert row.endswith("| 1 |")
+
+
+def test_every_width_has_its_own_line_style():
+    widths = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+    styles = [str(figures.width_style(w, widths)) for w in widths]
+    assert len(set(styles)) == len(widths)
+    assert figures.width_style(512, widths) == "-" and figures.width_style(8, widths) == "--"   # the paper's
+
+
+@pytest.mark.parametrize("value", ["8,x", "0", "", "8,-16"])
+def test_bad_fig6_widths_is_one_line_and_exit_2(value):
+    proc = command(".", "--fig6-widths", value)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--fig6-widths" in lines[0] and "Traceback" not in proc.stderr

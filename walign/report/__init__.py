@@ -1,6 +1,6 @@
 """The report: rebuild the paper's Tables 1-10 and Figures 1, 3-9 from a results directory.
 
-    walign-report RESULTS_DIR --out DIR [--as cifar10=embedded]
+    walign-report RESULTS_DIR --out DIR [--as cifar10=embedded] [--fig6-widths 8,16,32]
     python -m walign.report RESULTS_DIR --out DIR
 
 Modules: ``collect`` (find runs, one pandas row each), ``variants`` (which runs leave the paper's

@@ -125,8 +125,9 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
 
 
 def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                 substitutions: dict[str, str] | None = None) -> Summary:
-    """Scan ``results_dir``, write every table, figure and REPORT.md into ``out_dir``."""
+                 substitutions: dict[str, str] | None = None, fig6_widths=None) -> Summary:
+    """Scan ``results_dir``, write every table, figure and REPORT.md into ``out_dir``.
+    ``fig6_widths``: the widths Figure 6 draws (default: every width with runs)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     collection = scan(results_dir, substitutions)
@@ -139,7 +140,8 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
         names = tables.write(cells, spec, out, collection.substitutions)
         built[spec.number] = (cells, names)
         files += names
-    drawn = figures.draw_all({n: cells for n, (cells, _) in built.items()}, usable, out, collection.substitutions)
+    drawn = figures.draw_all({n: cells for n, (cells, _) in built.items()}, usable, out, collection.substitutions,
+                             fig6_widths)
     for item in drawn:
         used.update(item["used"])
         files += item["files"]

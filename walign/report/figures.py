@@ -48,6 +48,11 @@ FIG5_RULES = ("normal", "align_ada", "align_zero", "dfa", "fa")
 FIG7_RULES = ("normal", "align_ada", "align_zero")
 SMALL_SIZES = (45, 150, 450, 1500, 4500, 15000, 45000)
 FIG3_LRS = (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20)
+FIG6_PAPER_WIDTHS = (8, 512)        # the widths the paper's Figure 6 draws: 512 solid, 8 dashed
+# Figure 6: one line style per width; the paper's two keep the paper's styles
+WIDTH_STYLES = {512: "-", 8: "--", 256: "-.", 16: ":", 128: (0, (5, 1)), 32: (0, (3, 1, 1, 1)),
+                64: (0, (3, 1, 1, 1, 1, 1))}
+OTHER_WIDTH_STYLES = ((0, (5, 5)), (0, (3, 5, 1, 5)), (0, (1, 4)), (0, (8, 3)))
 
 
 def rule_colors(rules) -> dict[str, str]:
@@ -70,6 +75,7 @@ class Context:
     tables: dict[int, pd.DataFrame]
     runs: pd.DataFrame
     subs: dict[str, str]
+    fig6_widths: tuple[int, ...] | None = None      # None: every width with runs
     colors: dict[str, str] = field(default_factory=dict)
 
     def color(self, rule: str) -> str:
@@ -321,20 +327,64 @@ def figure5(ctx: Context) -> Drawn:
     return drawn
 
 
-def figure6(ctx: Context) -> Drawn:
-    """Small CIFAR-10 accuracy vs training-set size: width 512 solid, width 8 dashed (Table 9)."""
+def width_style(width: int, widths) -> object:
+    """Figure 6's line style of ``width`` (fixed for the paper's widths)."""
+    if width in WIDTH_STYLES:
+        return WIDTH_STYLES[width]
+    others = sorted(w for w in widths if w not in WIDTH_STYLES)
+    return OTHER_WIDTH_STYLES[others.index(width) % len(OTHER_WIDTH_STYLES)]
+
+
+def figure6_cells(ctx: Context, widths) -> pd.DataFrame:
+    """Table 9's cells, plus cells by the same protocol at ``widths`` the paper did not print
+    (no paper value), for every rule of the table."""
+    spec = next(s for s in tables_module.TABLES if s.number == 9)
     cells = ctx.tables[9]
+    printed = set(cells["width"].astype(int))
+    more = []
+    for width in sorted(set(widths) - printed):
+        for rule in table_rules(cells):
+            rows = cells[cells["rule"] == rule].drop_duplicates(subset=["train_size"])
+            for p in rows.assign(width=width, value=math.nan).itertuples():
+                row, col = spec.labels(p)
+                more.append(tables_module.record(spec, p, rule, spec.ours(ctx.runs, p, rule), row, col,
+                                                 counted=False, extra=True))
+    return pd.concat([cells, pd.DataFrame(more)], ignore_index=True) if more else cells
+
+
+def figure6_widths(ctx: Context) -> tuple[tuple[int, ...], str]:
+    """The widths Figure 6 draws and why: the ones asked for, else every width with at least one
+    run the Table 9 protocol considers, else the paper's 8 and 512."""
+    if ctx.fig6_widths:
+        return tuple(sorted(set(ctx.fig6_widths), reverse=True)), "chosen with --fig6-widths"
+    found = ctx.runs[ctx.runs["dataset"].isin(["small_cifar10", "cifar10"])]
+    cells = figure6_cells(ctx, set(found["width"].astype(int)))
+    with_runs = set(cells.loc[cells["considered"].apply(bool), "width"].astype(int))
+    if with_runs:
+        return tuple(sorted(with_runs, reverse=True)), "every width with runs"
+    return tuple(sorted(FIG6_PAPER_WIDTHS, reverse=True)), "the paper's; no runs"
+
+
+def figure6(ctx: Context) -> Drawn:
+    """Small CIFAR-10 accuracy vs training-set size (Table 9): one line style per width drawn."""
+    widths, why = figure6_widths(ctx)
+    cells = figure6_cells(ctx, widths)
+    styles = [(width, width_style(width, widths)) for width in widths]
 
     def draw(ax, drawn):
-        return plot_by_rule(ctx, ax, cells, "train_size", "width", ((512, "-"), (8, "--")))
+        for considered in cells.loc[~cells["counted"], "considered"]:   # cells at widths Table 9 lacks
+            drawn.used.update(considered)
+        return plot_by_rule(ctx, ax, cells, "train_size", "width", styles)
 
     def setup(ax):
         log_axis(ax, SMALL_SIZES, "training images (log scale)")
         ax.set_ylabel(ACC_LABEL)
-    return draw_panels(ctx, [Panel("Small CIFAR-10 (Table 9)", draw, setup,
-                                   (("small_cifar10", ""), ("cifar10", "N = 45000: ")))],
-                       lambda: (table_rules(cells), [style_handle("-", "width 512"), style_handle("--", "width 8"),
-                                                     paper_handle()]))
+    drawn = draw_panels(ctx, [Panel("Small CIFAR-10 (Table 9)", draw, setup,
+                                    (("small_cifar10", ""), ("cifar10", "N = 45000: ")))],
+                        lambda: (table_rules(cells), [style_handle(style, f"width {width}") for width, style in styles]
+                                 + [paper_handle()]))
+    drawn.notes.append(f"widths drawn: {', '.join(map(str, sorted(widths)))} ({why})")
+    return drawn
 
 
 def figure7(ctx: Context) -> Drawn:
@@ -465,9 +515,11 @@ FIGURES = (
 )
 
 
-def draw_all(tables: dict[int, pd.DataFrame], runs: pd.DataFrame, out: Path, subs: dict[str, str]) -> list[dict]:
+def draw_all(tables: dict[int, pd.DataFrame], runs: pd.DataFrame, out: Path, subs: dict[str, str],
+             fig6_widths=None) -> list[dict]:
     """Draw and save every figure; one entry per figure for the index."""
-    ctx = Context(tables, runs, subs, rule_colors(sorted(set(runs["rule"]))))
+    ctx = Context(tables, runs, subs, tuple(fig6_widths) if fig6_widths else None,
+                  rule_colors(sorted(set(runs["rule"]))))
     results = []
     with matplotlib.style.context("default"):
         for stem, title, draw in FIGURES:
