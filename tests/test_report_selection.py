@@ -129,6 +129,9 @@ def test_without_the_configuration_the_rule_declarations_decide_and_the_report_s
 def test_the_normal_report_has_no_variant_test_note(tmp_path):
     root = tmp_path / "results"
     write_run(root)
+    plugin = write_run(root, dataset="my_data", rule="my_rule", accs=[0.5])   # neither has a file in conf/
+    odd = write_run(root, dataset="my_data", rule="my_rule", lr=2, accs=[0.5], foo=1)
+    assert variant_of(root, plugin) == "" and variant_of(root, odd) == "foo=1 (not a declared option)"
     assert "## Variant test" not in report(root, tmp_path / "out")
 
 

@@ -161,7 +161,7 @@ TABLES = (
               "per seed the best over epochs and lr in {1, 2, 5}; mean and std over the seeds found. "
               "The paper's std is compared with the population std (ddof 0, numpy's default); "
               "the sample std (ddof 1) is shown beside it", ("Method",), ("cifar10",),
-              None, by_seed_statistic, records=seed_study),
+              None, by_seed_statistic, records=seed_study),   # no per-row cell: seed_study builds all
     TableSpec(3, "table03_alignment_cifar10_relu", "Alignment scores, ReLU CNN on CIFAR-10",
               "operator score (released estimator) of the alignment run at epoch 150, lr 5 preferred",
               ("Layer",), ("cifar10",), alignment_of(3), by_layer, alignment_rule),

@@ -72,23 +72,25 @@ def _declared(dataset: str, rule: str) -> dict:
 
 
 def _compose(conf_dir: Path, dataset: str, rule: str) -> dict | None:
-    """The resolved config for this data set and rule, or None if it cannot be composed here."""
-    if not (conf_dir / "config.yaml").is_file() or dataset not in DATASETS \
-            or not (conf_dir / "dataset" / f"{dataset}.yaml").is_file():
+    """The resolved config for this data set and rule, or None if it cannot be composed here. A
+    data set or rule with no file in conf/ (a plugin rule) gets an empty node: the rule's
+    declaration then gives its options, and an unknown data set has none."""
+    if not (conf_dir / "config.yaml").is_file():
         return None
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
-    overrides = [f"dataset={dataset}"]
-    if rule.isidentifier() and (conf_dir / "rule" / f"{rule}.yaml").is_file():
-        overrides.append(f"rule={rule}")
+    known = {group: name.isidentifier() and (conf_dir / group / f"{name}.yaml").is_file()
+             for group, name in (("dataset", dataset), ("rule", rule))}
+    overrides = [f"{group}={name}" for group, name in (("dataset", dataset), ("rule", rule)) if known[group]]
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
             cfg = compose("config", overrides=overrides)
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # a config that does not compose here (another Hydra app running, a broken file)
         return None
-    if len(overrides) == 1:  # no config file for this rule (a plugin): its declaration alone
-        config["rule"] = {"name": rule}
+    for group, name in (("dataset", dataset), ("rule", rule)):
+        if not known[group]:
+            config[group] = {"name": name}
     return config
 
 
