@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -333,6 +334,111 @@ def test_corrupt_files_are_reported_by_path_and_skipped(tmp_path):
     for method in ("FA", "DFA", "Last layer", "Align-zero"):
         assert cell(table, method=method, width=8)["status"] == "missing"
     assert good.exists()
+
+
+def problems_of(text: str) -> str:
+    return text.split("## Unreadable files")[1].split("\n## ")[0]
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory):
+    """One run per kind of damage the state-file readers report, and the report on them."""
+    root = tmp_path_factory.mktemp("damaged") / "results"
+    runs = {"good": write_run(root, lr=2, accs=[0.40, 0.41])}
+    runs["listed"] = write_run(root, rule="fa", accs=[0.5])
+    (runs["listed"] / "summary.json").write_text("[1, 2]\n")
+    runs["status_only"] = write_run(root, rule="dfa", accs=[0.5])
+    (runs["status_only"] / "summary.json").write_text('{"status": "complete"}\n')
+    runs["nan"] = write_run(root, rule="align_ada", accs=[0.30, 0.35, 0.38])
+    lines = (runs["nan"] / "metrics.jsonl").read_text().splitlines()
+    lines[1] = lines[1].replace('"train_loss": 0.09', '"train_loss": NaN')
+    (runs["nan"] / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    # epochs 1, 1, 2, 2: the run still counts (its summary is valid) and is flagged
+    runs["twice"] = write_run(root, rule="align_zero", accs=[0.30, 0.36])
+    records = [json.loads(line) for line in (runs["twice"] / "metrics.jsonl").read_text().splitlines()]
+    doubled = [records[0], records[0], records[1], records[1]]
+    (runs["twice"] / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in doubled))
+    runs["gap"] = write_run(root, rule="last_layer", accs=[0.2, 0.3, 0.4])
+    lines = (runs["gap"] / "metrics.jsonl").read_text().splitlines()
+    (runs["gap"] / "metrics.jsonl").write_text(lines[0] + "\n" + lines[2] + "\n")
+    runs["empty"] = write_run(root, width=16, accs=[0.5])
+    (runs["empty"] / "metrics.jsonl").write_text("")
+    runs["no_metrics"] = write_run(root, width=32, accs=[0.5])
+    (runs["no_metrics"] / "metrics.jsonl").unlink()
+    # a summary.json that is a symbolic link to a valid summary elsewhere: not followed
+    runs["link"] = write_run(root, width=64, accs=[0.5])
+    elsewhere = root.parent / "elsewhere.json"
+    (runs["link"] / "summary.json").rename(elsewhere)
+    (runs["link"] / "summary.json").symlink_to(elsewhere)
+    runs["metrics_dir"] = write_run(root, width=128, accs=[0.5])
+    (runs["metrics_dir"] / "metrics.jsonl").unlink()
+    (runs["metrics_dir"] / "metrics.jsonl").mkdir()
+    runs["fifo"] = write_run(root, width=256, accs=[0.5])
+    (runs["fifo"] / "summary.json").unlink()
+    os.mkfifo(runs["fifo"] / "summary.json")
+    runs["infinite_lr"] = write_run(root, width=512, accs=[0.5])
+    summary = (runs["infinite_lr"] / "summary.json").read_text()
+    (runs["infinite_lr"] / "summary.json").write_text(summary.replace('"lr": 1.0', '"lr": 1e999'))
+    out = root.parent / "out"
+    return root, out, report(root, out), runs
+
+
+@pytest.mark.parametrize("name, file, reason", [
+    ("listed", "summary.json", "holds a JSON list, not an object; run skipped"),
+    ("status_only", "summary.json", "lacks dataset, rule, width, lr, seed, epochs, epochs_done; run skipped"),
+    ("link", "summary.json", "a symbolic link to"),
+    ("fifo", "summary.json", "not a regular file; run skipped"),
+    ("infinite_lr", "summary.json", "lr is inf; run skipped"),
+    ("nan", "metrics.jsonl", "line 2 of 3 holds a NaN literal"),
+    ("twice", "metrics.jsonl", "epochs listed more than once: 1, 2"),
+    ("gap", "metrics.jsonl", "epochs missing: 2"),
+    ("empty", "metrics.jsonl", "empty"),
+    ("no_metrics", "metrics.jsonl", "missing"),
+    ("metrics_dir", "metrics.jsonl", "Is a directory"),
+])
+def test_every_damaged_file_is_listed_with_its_path(damaged, name, file, reason):
+    root, _, text, runs = damaged
+    lines = [line for line in problems_of(text).splitlines() if line.startswith(f"- `{rel(root, runs[name])}/{file}`:")]
+    assert len(lines) == 1 and reason in lines[0], (lines, reason)
+
+
+def test_damaged_metrics_keep_the_run_and_damaged_summaries_skip_it(damaged):
+    root, out, text, runs = damaged
+    assert "(not followed)" in problems_of(text)
+    table = cells(out, 6)
+    assert cell(table, method="Normal", width=8)["ours"] == pytest.approx(41.0)
+    for method in ("FA", "DFA"):                                          # summaries of the wrong shape
+        assert cell(table, method=method, width=8)["status"] == "missing"
+    for width in (64, 256, 512):                                          # link, FIFO, infinite lr
+        assert cell(table, method="Normal", width=width)["status"] == "missing"
+    for width in (16, 32, 128):                                           # no usable metrics: the summary counts
+        assert cell(table, method="Normal", width=width)["ours"] == pytest.approx(50.0)
+    assert cell(table, method="Align-ada", width=8)["ours"] == pytest.approx(38.0)
+    assert cell(table, method="Last layer", width=8)["ours"] == pytest.approx(40.0)
+
+
+def test_a_run_with_duplicated_epochs_is_flagged_and_used(damaged):
+    root, out, text, runs = damaged
+    twice = rel(root, runs["twice"])
+    flagged = text.split("## Flagged runs (1)")[1].split("\n## ")[0]
+    assert f"- `{twice}`: metrics.jsonl lists epoch 1, 2 more than once" in flagged
+    zero = cell(cells(out, 6), method="Align-zero", width=8)
+    assert zero["ours"] == pytest.approx(36.0) and zero["chosen_run"] == twice
+    assert "lists epoch 1, 2 more than once" in zero["note"]
+    assert "36.0‡ / 20.9 (+15.1)" in (out / "table06_width_cifar10.md").read_text()
+
+
+def test_duplicated_epochs_count_once_with_the_last_line(tmp_path):
+    from walign.report.collect import scan
+    root = tmp_path / "results"
+    run = write_run(root, rule="gd_wstar", width=8, lr=5, accs=[0.1, 0.1], alignment={2: [0.5] * 7})
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    older = {**records[1], "alignment": {**records[1]["alignment"], "operator": [0.2] * 7}}
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (records[0], older, records[1])))
+    (row,) = scan(root).runs.to_dict("records")
+    assert [r["epoch"] for r in row["records"]] == [1, 2]
+    assert row["records"][1]["alignment"]["operator"] == [0.5] * 7
+    assert row["flag"] == "metrics.jsonl lists epoch 2 more than once; the last line of each epoch is used"
 
 
 def test_an_empty_results_directory_still_writes_every_file(tmp_path):

@@ -1,11 +1,12 @@
 """The report: rebuild the paper's Tables 1-10 and Figures 1, 3-9 from a results directory.
 
-    walign-report RESULTS_DIR --out DIR [--as cifar10=embedded]
+    walign-report RESULTS_DIR --out DIR [--as cifar10=embedded] [--fig6-widths 8,16,32]
     python -m walign.report RESULTS_DIR --out DIR
 
-Modules: ``collect`` (find runs, one pandas row each), ``protocol`` (SPEC 4.4/10 selection: which
-runs feed a cell and how they become one number), ``tables`` and ``figures`` (the outputs),
-``build`` (everything plus the REPORT.md index), ``cli`` (the command).
+Modules: ``collect`` (find runs, one pandas row each), ``variants`` (which runs leave the paper's
+setting, judged against the Hydra config's defaults), ``protocol`` (SPEC 4.4/10 selection: which
+runs feed a cell and how they become one number), ``tables`` (one spec per table) and ``figures``
+(panels on a shared skeleton), ``build`` (everything plus the REPORT.md index), ``cli`` (the command).
 """
 from .build import build_report
 from .collect import scan

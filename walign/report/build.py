@@ -38,6 +38,22 @@ def _run_line(run) -> str:
     return f"- `{run['path']}`{origin}: {run['rule']}, width {run['width']}, lr {run['lr']:g}{done}"
 
 
+def _unused_line(runs: pd.DataFrame, path: str) -> str:
+    variant = runs.loc[runs["path"] == path, "variant"].iloc[0]
+    return f"- `{path}`" + (f" (variant: {variant})" if variant else "")
+
+
+def _beyond_the_paper(built: dict) -> list[str]:
+    """'- `rule`: Tables 6, 9' for every rule with extra rows (the figures drawn from those tables,
+    and Figure 3, show it too)."""
+    where: dict[str, list[str]] = {}
+    for number, (cells, _) in built.items():
+        for rule in dict.fromkeys(cells.loc[cells["extra"], "rule"]):
+            where.setdefault(rule, []).append(str(number))
+    return [f"- `{rule}`: Table{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
+            for rule, numbers in sorted(where.items())]
+
+
 def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[str]) -> str:
     runs = collection.runs
     status_counts = runs["status"].value_counts()
@@ -53,6 +69,14 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
             lines.append(f"- `{source}` runs stand in for `{target}` (`--as {target}={source}`). Cells and "
                          f"points from them are **not** the paper's setting (other data, sizes and epochs).")
         lines += [f"- Runs relabelled: {collection.substituted_runs}", ""]
+    if collection.notes:
+        lines += ["## Variant test", ""] + [f"- {note}" for note in collection.notes] + [""]
+    beyond = _beyond_the_paper(built)
+    if beyond:
+        lines += ["## Rules beyond the paper", "",
+                  "Rules the paper did not test get extra rows in these tables, chosen by the same protocol "
+                  "and with no paper value, and lines in the figures drawn from them (and in Figure 3):",
+                  ""] + beyond + [""]
 
     lines += ["## Tables", "", "Each cell: ours / paper (ours - paper). † diverged run, ‡ see the table's notes.", "",
               "| table | content | files | filled | missing | diverged |", "|---|---|---|---:|---:|---:|"]
@@ -88,8 +112,10 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
                 ("Runs with another status", [_run_line(run) for _, run in runs[
                     ~runs["status"].isin(("complete", "diverged", "failed"))].iterrows()]),
                 ("Unreadable files", [f"- `{path}`: {why}" for path, why in collection.problems]),
+                ("Flagged runs", [f"- `{run['path']}`: {run['flag']}"
+                                  for _, run in runs[runs["flag"] != ""].iterrows()]),
                 ("Runs in progress", [f"- `{path}`" for path in collection.in_progress]),
-                ("Runs used by no table or figure", [f"- `{path}`" for path in unused]))
+                ("Runs used by no table or figure", [_unused_line(runs, path) for path in unused]))
     for title, items in sections:
         lines += [f"## {title} ({len(items)})", ""] + (items or ["None."]) + [""]
     if unused:
@@ -99,21 +125,23 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
 
 
 def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                 substitutions: dict[str, str] | None = None) -> Summary:
-    """Scan ``results_dir``, write every table, figure and REPORT.md into ``out_dir``."""
+                 substitutions: dict[str, str] | None = None, fig6_widths=None) -> Summary:
+    """Scan ``results_dir``, write every table, figure and REPORT.md into ``out_dir``.
+    ``fig6_widths``: the widths Figure 6 draws (default: every width with runs)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     collection = scan(results_dir, substitutions)
     usable = collection.usable()
     built, used, files = {}, set(), []
     for spec in tables.TABLES:
-        cells = tables.build(spec.number, usable)
+        cells = tables.build(spec, usable)
         for considered in cells["considered"]:
             used.update(considered)
         names = tables.write(cells, spec, out, collection.substitutions)
         built[spec.number] = (cells, names)
         files += names
-    drawn = figures.draw_all({n: cells for n, (cells, _) in built.items()}, usable, out, collection.substitutions)
+    drawn = figures.draw_all({n: cells for n, (cells, _) in built.items()}, usable, out, collection.substitutions,
+                             fig6_widths)
     for item in drawn:
         used.update(item["used"])
         files += item["files"]

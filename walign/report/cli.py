@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from .collect import DATASETS
-
 PROG = "walign-report"
 
 
@@ -20,11 +18,24 @@ class Parser(argparse.ArgumentParser):
 
 def parse_substitution(text: str) -> tuple[str, str]:
     """'cifar10=embedded' -> ('cifar10', 'embedded'): embedded runs stand in for cifar10."""
+    from ..data import DATASETS  # the one registry of data set names
     target, sep, source = text.partition("=")
     if not sep or target not in DATASETS or source not in DATASETS or target == source:
         raise argparse.ArgumentTypeError(
             f"--as wants TARGET=SOURCE with two different data sets from {', '.join(DATASETS)}, got {text!r}")
     return target, source
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """'8,16,32' -> (8, 16, 32): positive integers, comma-separated."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or any(w <= 0 for w in widths):
+        raise argparse.ArgumentTypeError(f"--fig6-widths wants positive integers separated by commas, e.g. 8,16,32, "
+                                         f"got {text!r}")
+    return widths
 
 
 def parser() -> Parser:
@@ -37,6 +48,9 @@ def parser() -> Parser:
                    type=parse_substitution,
                    help="let runs of data set SOURCE fill the cells of TARGET, e.g. cifar10=embedded for "
                         "short runs on the embedded sample; REPORT.md says so. Repeatable")
+    p.add_argument("--fig6-widths", metavar="W,W,...", type=parse_widths, default=None,
+                   help="the widths Figure 6 draws, one line style each, e.g. 8,16,32 (default: every width "
+                        "with at least one run, or the paper's 8 and 512 when there are none)")
     return p
 
 
@@ -53,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--out {out} exists and is not a directory")
     from .build import build_report  # matplotlib and pandas load only once the arguments are fine
     try:
-        summary = build_report(results, out, dict(args.substitutions))
+        summary = build_report(results, out, dict(args.substitutions), args.fig6_widths)
     except OSError as err:
         return fail(f"cannot write the report to {out}: {err.strerror or err}")
     print(f"{summary.runs} runs read ({summary.usable} usable); {summary.cells - summary.missing} of "

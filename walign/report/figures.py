@@ -2,16 +2,22 @@
 
 Figures built on a table (1, 4, 6, 9) plot that table's cells, so a figure and its table can never
 disagree; the others (3, 5, 7, 8) read the runs directly. Conventions shared by every figure:
-one colour per rule (``RULE_COLORS``), width axes on a base-2 log scale with the paper's widths as
-ticks, the paper's values as faint square markers of the same colour, and "no runs" written on any
-panel that has none of ours. Figures are drawn with matplotlib's object API on the Agg canvas (no
-pyplot state) under the default style, and saved without timestamps, so reruns are byte-identical.
+one colour per rule (``RULE_COLORS``; a rule beyond the paper's gets one from ``FALLBACK_COLORS``,
+chosen from its name), width axes on a base-2 log scale with the paper's widths as ticks, the
+paper's values as faint square markers of the same colour, and "no runs" written on any panel
+that has none of ours. Every figure is a list of ``Panel``s put together by ``draw_panels``: the
+panel draws its lines and sets up its axes, the helper does the rest (figure, "no runs", title
+with the stand-in note, legends). Figures are drawn with matplotlib's object API on the Agg canvas
+(no pyplot state) under the default style, and saved without timestamps, so reruns are
+byte-identical.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 import matplotlib.style
@@ -22,13 +28,17 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from matplotlib.lines import Line2D
 
 from ..paper import METHOD_OF_RULE
+from . import tables as tables_module
 from .protocol import ALIGNMENT_RULE, ALIGNMENT_SCORE, WIDTHS, candidates, scored_epochs
-from .tables import RULE_OF_METHOD
 
 RULE_COLORS = {
     "normal": "#1f77b4", "align_ada": "#d62728", "align_zero": "#ff7f0e", "align_prop": "#9467bd",
     "fa": "#2ca02c", "dfa": "#8c564b", "last_layer": "#7f7f7f", "readout_only": "#e377c2",
+    "sign_symmetry": "#17becf",
 }
+# for rules with no colour above: picked from the rule's name, the next free one on a clash
+FALLBACK_COLORS = ("#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+                   "#e6550d", "#31a354", "#756bb1")
 PAPER_STYLE = dict(marker="s", s=22, alpha=0.3, linewidths=0, zorder=1)
 ACC_LABEL = "best validation accuracy (%)"
 SCORE_LABEL = "alignment score (cosine, unitless)"
@@ -38,6 +48,38 @@ FIG5_RULES = ("normal", "align_ada", "align_zero", "dfa", "fa")
 FIG7_RULES = ("normal", "align_ada", "align_zero")
 SMALL_SIZES = (45, 150, 450, 1500, 4500, 15000, 45000)
 FIG3_LRS = (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20)
+FIG6_PAPER_WIDTHS = (8, 512)        # the widths the paper's Figure 6 draws: 512 solid, 8 dashed
+# Figure 6: one line style per width; the paper's two keep the paper's styles
+WIDTH_STYLES = {512: "-", 8: "--", 256: "-.", 16: ":", 128: (0, (5, 1)), 32: (0, (3, 1, 1, 1)),
+                64: (0, (3, 1, 1, 1, 1, 1))}
+OTHER_WIDTH_STYLES = ((0, (5, 5)), (0, (3, 5, 1, 5)), (0, (1, 4)), (0, (8, 3)))
+
+
+def rule_colors(rules) -> dict[str, str]:
+    """A colour for every rule: the fixed one if it has one, else one picked from its name
+    (sha256, so the same name gets the same colour on every run), moving to the next fallback
+    colour while another rule of ``rules`` (taken by name) already has it."""
+    colors = {rule: RULE_COLORS[rule] for rule in rules if rule in RULE_COLORS}
+    taken = set()
+    for rule in sorted(set(rules) - set(RULE_COLORS)):
+        start = int(hashlib.sha256(rule.encode()).hexdigest(), 16) % len(FALLBACK_COLORS)
+        order = FALLBACK_COLORS[start:] + FALLBACK_COLORS[:start]
+        colors[rule] = next((c for c in order if c not in taken), order[0])
+        taken.add(colors[rule])
+    return colors
+
+
+@dataclass
+class Context:
+    """What every figure may read: the tables' cells, the usable runs, the substitutions, options."""
+    tables: dict[int, pd.DataFrame]
+    runs: pd.DataFrame
+    subs: dict[str, str]
+    fig6_widths: tuple[int, ...] | None = None      # None: every width with runs
+    colors: dict[str, str] = field(default_factory=dict)
+
+    def color(self, rule: str) -> str:
+        return self.colors.get(rule) or rule_colors([rule])[rule]
 
 
 @dataclass
@@ -49,6 +91,18 @@ class Drawn:
     used: set[str] = field(default_factory=set)   # runs read directly (not via a table)
 
 
+@dataclass
+class Panel:
+    """One axes of a figure."""
+    title: str                                  # without the stand-in note
+    draw: Callable                              # (ax, drawn) -> how many of our points it drew
+    setup: Callable                             # (ax) -> None: scales, ticks, labels, after drawing
+    stand_ins: tuple[tuple[str, str], ...] = () # (data set, prefix): name a substitution in the title
+    title_size: str | None = None
+    legend: dict | None = None                  # keyword arguments of a legend inside the axes
+    legend_if_empty: bool = True                # that legend also on a panel with no points of ours
+
+
 def method(rule: str) -> str:
     return METHOD_OF_RULE.get(rule, rule)
 
@@ -57,6 +111,28 @@ def new_figure(panels: int):
     """One or two panels side by side; room on the right for a figure legend."""
     figure = Figure(figsize=(7.5, 4.5) if panels == 1 else (11.5, 4.3), layout="constrained")
     return figure, list(figure.subplots(1, panels, squeeze=False)[0])
+
+
+def draw_panels(ctx: Context, panels: list[Panel], legend: Callable | None = None) -> Drawn:
+    """The skeleton every figure shares: one axes per panel, each drawn and set up by its panel,
+    'no runs' where it drew none of ours, a title with the stand-in note, the panel's own legend;
+    then ``legend()`` -> (rules, extra handles) gives a rule legend beside the panels."""
+    figure, axes = new_figure(len(panels))
+    drawn = Drawn(figure)
+    for ax, panel in zip(axes, panels):
+        points = panel.draw(ax, drawn)
+        if not points:
+            no_runs(ax)
+        drawn.points += points
+        panel.setup(ax)
+        title = panel.title + "".join(stand_in(ctx.subs, dataset, prefix) for dataset, prefix in panel.stand_ins)
+        ax.set_title(title, **({"fontsize": panel.title_size} if panel.title_size else {}))
+        if panel.legend is not None and (points or panel.legend_if_empty):
+            ax.legend(**panel.legend)
+    if legend is not None:
+        rules, extra = legend()
+        rule_legend(ctx, figure, rules, extra)
+    return drawn
 
 
 def pad_log_axis(ax, ticks, factor: float = 1.3) -> None:
@@ -91,8 +167,8 @@ def no_runs(ax) -> None:
     ax.text(0.5, 0.5, "no runs", transform=ax.transAxes, ha="center", va="center", fontsize=16, color="0.5")
 
 
-def rule_legend(figure, rules, extra=()) -> None:
-    handles = [Line2D([], [], color=RULE_COLORS[r], marker="o", label=method(r)) for r in rules]
+def rule_legend(ctx: Context, figure, rules, extra=()) -> None:
+    handles = [Line2D([], [], color=ctx.color(r), marker="o", label=method(r)) for r in rules]
     handles += list(extra)
     figure.legend(handles=handles, loc="outside right center", fontsize="small", frameon=False)
 
@@ -101,34 +177,40 @@ def paper_handle() -> Line2D:
     return Line2D([], [], color="0.3", marker="s", linestyle="", alpha=0.3, label="paper (faint squares)")
 
 
-def style_handle(linestyle: str, label: str) -> Line2D:
+def style_handle(linestyle, label: str) -> Line2D:
     return Line2D([], [], color="0.2", linestyle=linestyle, label=label)
 
 
 def filled(cells: pd.DataFrame) -> pd.DataFrame:
-    return cells[cells["counted"] & cells["ours"].notna()]
+    """Cells with a value of ours that a figure shows: the paper's, and rows the paper has no number for."""
+    return cells[(cells["counted"] | cells["extra"]) & cells["ours"].notna()]
 
 
 def plot_cells(ax, cells: pd.DataFrame, x: str, color, linestyle="-", label=None) -> int:
     """Our filled cells as a line, the paper's values as faint markers; returns points drawn."""
     cells = cells.sort_values(x)
-    ax.scatter(cells[x], cells["paper"], color=color, **PAPER_STYLE)
+    if cells["paper"].notna().any():
+        ax.scatter(cells[x], cells["paper"], color=color, **PAPER_STYLE)
     ours = filled(cells)
     if not ours.empty:
         ax.plot(ours[x], ours["ours"].astype(float), color=color, linestyle=linestyle, marker="o", ms=4, label=label)
     return len(ours)
 
 
-def plot_by_rule(ax, cells: pd.DataFrame, x: str, split: str, styles) -> tuple[list[str], int]:
+def table_rules(cells: pd.DataFrame) -> list[str]:
+    """The rules of a table's rows in table order (the paper's, then any beyond it)."""
+    return list(dict.fromkeys(cells["rule"]))
+
+
+def plot_by_rule(ctx: Context, ax, cells: pd.DataFrame, x: str, split: str, styles) -> int:
     """One line per rule and per value of column ``split``; ``styles`` pairs each value with its
-    line style. Returns the rules in table order and the number of points drawn."""
-    rules = [RULE_OF_METHOD[m] for m in dict.fromkeys(cells["method"])]
+    line style. Returns the number of points drawn."""
     points = 0
-    for rule in rules:
+    for rule in table_rules(cells):
         for value, linestyle in styles:
             chosen = cells[(cells["rule"] == rule) & (cells[split] == value)]
-            points += plot_cells(ax, chosen, x, RULE_COLORS[rule], linestyle)
-    return rules, points
+            points += plot_cells(ax, chosen, x, ctx.color(rule), linestyle)
+    return points
 
 
 def save(figure: Figure, out: Path, stem: str) -> list[str]:
@@ -139,151 +221,207 @@ def save(figure: Figure, out: Path, stem: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- one function per figure
-def figure1(tables, runs, subs) -> Drawn:
+def figure1(ctx: Context) -> Drawn:
     """Alignment score vs width, one line per layer: (a) CIFAR-10 = Table 3, (b) KMNIST = Table 4."""
-    figure, axes = new_figure(2)
-    drawn = Drawn(figure)
-    for ax, number, dataset, name in zip(axes, (3, 4), ("cifar10", "kmnist"),
-                                         ("(a) CIFAR-10, ReLU (Table 3)", "(b) KMNIST (Table 4)")):
-        cells = tables[number]
-        layers = sorted(cells["layer"].dropna().astype(int).unique())
-        colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(layers)))
-        points = 0
-        for color, layer in zip(colors, layers):
-            points += plot_cells(ax, cells[cells["layer"] == layer], "width", color, label=f"layer {layer}")
-        ax.scatter([], [], color="0.3", label="paper (faint squares)", **PAPER_STYLE)
-        if not points:
-            no_runs(ax)
-        drawn.points += points
+    def layers_of(number):
+        def draw(ax, drawn):
+            cells = ctx.tables[number]
+            layers = sorted(cells["layer"].dropna().astype(int).unique())
+            colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(layers)))
+            points = 0
+            for color, layer in zip(colors, layers):
+                points += plot_cells(ax, cells[cells["layer"] == layer], "width", color, label=f"layer {layer}")
+            ax.scatter([], [], color="0.3", label="paper (faint squares)", **PAPER_STYLE)
+            return points
+        return draw
+
+    def setup(ax):
         width_axis(ax)
         ax.set_ylabel(SCORE_LABEL)
-        ax.set_title(name + stand_in(subs, dataset))
-        ax.legend(fontsize="x-small", ncols=2)
-    return drawn
+    return draw_panels(ctx, [
+        Panel(name, layers_of(number), setup, ((dataset, ""),), legend=dict(fontsize="x-small", ncols=2))
+        for number, dataset, name in ((3, "cifar10", "(a) CIFAR-10, ReLU (Table 3)"), (4, "kmnist", "(b) KMNIST (Table 4)"))])
 
 
-def figure3(tables, runs, subs) -> Drawn:
-    """Best validation accuracy vs lr (no max over lr), width 256 solid and 8 dashed."""
-    figure, axes = new_figure(2)
-    drawn = Drawn(figure)
-    for ax, dataset, name in zip(axes, ("cifar10", "kmnist"), ("(a) CIFAR-10", "(b) KMNIST")):
-        points = 0
-        for rule in FIG3_RULES:
-            for width, linestyle in ((256, "-"), (8, "--")):
-                found = candidates(runs, dataset=dataset, rule=rule, width=width)
-                drawn.used.update(found["path"])
-                best = found.groupby("lr")["best_val_acc"].max().dropna().sort_index()
-                if not best.empty:
-                    ax.plot(best.index, 100 * best.values, color=RULE_COLORS[rule], linestyle=linestyle, marker="o", ms=4)
-                points += len(best)
-        if not points:
-            no_runs(ax)
-        drawn.points += points
+def figure3(ctx: Context) -> Drawn:
+    """Best validation accuracy vs lr (no max over lr), width 256 solid and 8 dashed; rules beyond
+    the paper's that have runs are added."""
+    datasets = ("cifar10", "kmnist")
+    rules = list(FIG3_RULES) + tables_module.extra_rules(ctx.runs, datasets)
+    shown = set(FIG3_RULES)
+
+    def per_lr(dataset):
+        def draw(ax, drawn):
+            points = 0
+            for rule in rules:
+                for width, linestyle in ((256, "-"), (8, "--")):
+                    found = candidates(ctx.runs, dataset=dataset, rule=rule, width=width)
+                    drawn.used.update(found["path"])
+                    best = found.groupby("lr")["best_val_acc"].max().dropna().sort_index()
+                    if not best.empty:
+                        ax.plot(best.index, 100 * best.values, color=ctx.color(rule), linestyle=linestyle,
+                                marker="o", ms=4)
+                        shown.add(rule)
+                    points += len(best)
+            return points
+        return draw
+
+    def setup(ax):
         log_axis(ax, FIG3_LRS, "learning rate (log scale)")
         ax.set_ylabel(ACC_LABEL)
-        ax.set_title(name + stand_in(subs, dataset))
-    rule_legend(figure, FIG3_RULES, [style_handle("-", "width 256"), style_handle("--", "width 8")])
-    return drawn
+    return draw_panels(ctx, [Panel(name, per_lr(dataset), setup, ((dataset, ""),))
+                             for dataset, name in zip(datasets, ("(a) CIFAR-10", "(b) KMNIST"))],
+                       lambda: ([r for r in rules if r in shown],
+                                [style_handle("-", "width 256"), style_handle("--", "width 8")]))
 
 
-def figure4(tables, runs, subs) -> Drawn:
+def figure4(ctx: Context) -> Drawn:
     """Accuracy vs width per rule: (a) CIFAR-10 = Table 6, (b) KMNIST = Table 7."""
-    figure, axes = new_figure(2)
-    drawn = Drawn(figure)
     rules = []
-    for ax, number, dataset, name in zip(axes, (6, 7), ("cifar10", "kmnist"),
-                                         ("(a) CIFAR-10 (Table 6)", "(b) KMNIST (Table 7)")):
-        cells = tables[number]
-        points = 0
-        for m in dict.fromkeys(cells["method"]):
-            rule = RULE_OF_METHOD[m]
-            rules.append(rule)
-            points += plot_cells(ax, cells[cells["method"] == m], "width", RULE_COLORS[rule])
-        if not points:
-            no_runs(ax)
-        drawn.points += points
+
+    def per_rule(number):
+        def draw(ax, drawn):
+            cells, points = ctx.tables[number], 0
+            for rule in table_rules(cells):
+                rules.append(rule)
+                points += plot_cells(ax, cells[cells["rule"] == rule], "width", ctx.color(rule))
+            return points
+        return draw
+
+    def setup(ax):
         width_axis(ax)
         ax.set_ylabel(ACC_LABEL)
-        ax.set_title(name + stand_in(subs, dataset))
-    rule_legend(figure, list(dict.fromkeys(rules)), [paper_handle()])
-    return drawn
+    return draw_panels(ctx, [Panel(name, per_rule(number), setup, ((dataset, ""),))
+                             for number, dataset, name in ((6, "cifar10", "(a) CIFAR-10 (Table 6)"),
+                                                           (7, "kmnist", "(b) KMNIST (Table 7)"))],
+                       lambda: (list(dict.fromkeys(rules)), [paper_handle()]))
 
 
-def figure5(tables, runs, subs) -> Drawn:
+def figure5(ctx: Context) -> Drawn:
     """ImageNet training loss curves (we log the epoch's mean minibatch loss, not every 100 steps)."""
-    figure, axes = new_figure(1)
-    ax, drawn = axes[0], Drawn(figure)
-    for rule in FIG5_RULES:
-        found = candidates(runs, dataset="imagenet", rule=rule, allow_variants=True)
-        drawn.used.update(found["path"])
-        for _, run in found.iterrows():
-            curve = [(r["epoch"], r["train_loss"]) for r in run["records"] if isinstance(r.get("train_loss"), (int, float))]
-            if not curve:
-                continue
-            label = f"{method(rule)} (w{run['width']}, lr {run['lr']:g}{', ' + run['variant'] if run['variant'] else ''})"
-            epochs, losses = zip(*curve)
-            ax.plot(epochs, losses, color=RULE_COLORS[rule], marker="o" if len(curve) < 20 else None, ms=3, label=label)
-            drawn.points += len(curve)
-    if not drawn.points:
-        no_runs(ax)
-    else:
-        ax.legend(fontsize="x-small")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (MSE, epoch mean of minibatches)")
-    ax.set_title("ImageNet, 7-conv net (paper: minibatch MSE every 100 steps)" + stand_in(subs, "imagenet"),
-                 fontsize="medium")
+    def draw(ax, drawn):
+        points = 0
+        for rule in FIG5_RULES:
+            found = candidates(ctx.runs, dataset="imagenet", rule=rule, allow_variants=True)
+            drawn.used.update(found["path"])
+            for _, run in found.iterrows():
+                curve = [(r["epoch"], r["train_loss"]) for r in run["records"]
+                         if isinstance(r.get("train_loss"), (int, float))]
+                if not curve:
+                    continue
+                label = f"{method(rule)} (w{run['width']}, lr {run['lr']:g}{', ' + run['variant'] if run['variant'] else ''})"
+                epochs, losses = zip(*curve)
+                ax.plot(epochs, losses, color=ctx.color(rule), marker="o" if len(curve) < 20 else None, ms=3,
+                        label=label)
+                points += len(curve)
+        return points
+
+    def setup(ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss (MSE, epoch mean of minibatches)")
+    drawn = draw_panels(ctx, [Panel("ImageNet, 7-conv net (paper: minibatch MSE every 100 steps)", draw, setup,
+                                    (("imagenet", ""),), "medium", dict(fontsize="x-small"), legend_if_empty=False)])
     drawn.notes.append("plotted per epoch (the mean of the epoch's minibatch losses); the paper plots "
                        "the current minibatch's loss every 100 steps")
     return drawn
 
 
-def figure6(tables, runs, subs) -> Drawn:
-    """Small CIFAR-10 accuracy vs training-set size: width 512 solid, width 8 dashed (Table 9)."""
-    figure, axes = new_figure(1)
-    ax, drawn = axes[0], Drawn(figure)
-    rules, drawn.points = plot_by_rule(ax, tables[9], "train_size", "width", ((512, "-"), (8, "--")))
-    if not drawn.points:
-        no_runs(ax)
-    log_axis(ax, SMALL_SIZES, "training images (log scale)")
-    ax.set_ylabel(ACC_LABEL)
-    ax.set_title("Small CIFAR-10 (Table 9)" + stand_in(subs, "small_cifar10") + stand_in(subs, "cifar10", "N = 45000: "))
-    rule_legend(figure, rules, [style_handle("-", "width 512"), style_handle("--", "width 8"), paper_handle()])
+def width_style(width: int, widths) -> object:
+    """Figure 6's line style of ``width`` (fixed for the paper's widths)."""
+    if width in WIDTH_STYLES:
+        return WIDTH_STYLES[width]
+    others = sorted(w for w in widths if w not in WIDTH_STYLES)
+    return OTHER_WIDTH_STYLES[others.index(width) % len(OTHER_WIDTH_STYLES)]
+
+
+def figure6_cells(ctx: Context, widths) -> pd.DataFrame:
+    """Table 9's cells, plus cells by the same protocol at ``widths`` the paper did not print
+    (no paper value), for every rule of the table."""
+    spec = next(s for s in tables_module.TABLES if s.number == 9)
+    cells = ctx.tables[9]
+    printed = set(cells["width"].astype(int))
+    more = []
+    for width in sorted(set(widths) - printed):
+        for rule in table_rules(cells):
+            rows = cells[cells["rule"] == rule].drop_duplicates(subset=["train_size"])
+            for p in rows.assign(width=width, value=math.nan).itertuples():
+                row, col = spec.labels(p)
+                more.append(tables_module.record(spec, p, rule, spec.ours(ctx.runs, p, rule), row, col,
+                                                 counted=False, extra=True))
+    return pd.concat([cells, pd.DataFrame(more)], ignore_index=True) if more else cells
+
+
+def figure6_widths(ctx: Context) -> tuple[tuple[int, ...], str]:
+    """The widths Figure 6 draws and why: the ones asked for, else every width with at least one
+    run the Table 9 protocol considers, else the paper's 8 and 512."""
+    if ctx.fig6_widths:
+        return tuple(sorted(set(ctx.fig6_widths), reverse=True)), "chosen with --fig6-widths"
+    found = ctx.runs[ctx.runs["dataset"].isin(["small_cifar10", "cifar10"])]
+    cells = figure6_cells(ctx, set(found["width"].astype(int)))
+    with_runs = set(cells.loc[cells["considered"].apply(bool), "width"].astype(int))
+    if with_runs:
+        return tuple(sorted(with_runs, reverse=True)), "every width with runs"
+    return tuple(sorted(FIG6_PAPER_WIDTHS, reverse=True)), "the paper's; no runs"
+
+
+def figure6(ctx: Context) -> Drawn:
+    """Small CIFAR-10 accuracy vs training-set size (Table 9): one line style per width drawn."""
+    widths, why = figure6_widths(ctx)
+    cells = figure6_cells(ctx, widths)
+    styles = [(width, width_style(width, widths)) for width in widths]
+
+    def draw(ax, drawn):
+        for considered in cells.loc[~cells["counted"], "considered"]:   # cells at widths Table 9 lacks
+            drawn.used.update(considered)
+        return plot_by_rule(ctx, ax, cells, "train_size", "width", styles)
+
+    def setup(ax):
+        log_axis(ax, SMALL_SIZES, "training images (log scale)")
+        ax.set_ylabel(ACC_LABEL)
+    drawn = draw_panels(ctx, [Panel("Small CIFAR-10 (Table 9)", draw, setup,
+                                    (("small_cifar10", ""), ("cifar10", "N = 45000: ")))],
+                        lambda: (table_rules(cells), [style_handle(style, f"width {width}") for width, style in styles]
+                                 + [paper_handle()]))
+    drawn.notes.append(f"widths drawn: {', '.join(map(str, sorted(widths)))} ({why})")
     return drawn
 
 
-def figure7(tables, runs, subs) -> Drawn:
+def figure7(ctx: Context) -> Drawn:
     """Seconds per epoch (training + evaluation, metrics.jsonl `seconds` of epoch 1) vs width,
     mean ± standard error over all matching runs (the paper: 5 seeds x 3 lrs)."""
-    figure, axes = new_figure(1)
-    ax, drawn = axes[0], Drawn(figure)
     devices = set()
-    for rule in FIG7_RULES:
-        found = candidates(runs, dataset="cifar10", rule=rule, seed=None)
-        xs, means, errors = [], [], []
-        for width, group in found.groupby("width"):
-            seconds = [r["seconds"] for records in group["records"] for r in records
-                       if r.get("epoch") == 1 and isinstance(r.get("seconds"), (int, float))]
-            if not seconds:
-                continue
-            drawn.used.update(group["path"])
-            devices.update(group["device"])
-            xs.append(width)
-            means.append(float(np.mean(seconds)))
-            errors.append(float(np.std(seconds, ddof=1) / math.sqrt(len(seconds))) if len(seconds) > 1 else 0.0)
-        if xs:
-            means, errors = np.array(means), np.array(errors)
-            ax.errorbar(xs, means, yerr=errors, color=RULE_COLORS[rule], marker="o", ms=4, capsize=3)
-            ax.fill_between(xs, means - errors, means + errors, color=RULE_COLORS[rule], alpha=0.2, linewidth=0)
-            drawn.points += len(xs)
-    if not drawn.points:
-        no_runs(ax)
-    else:
-        ax.set_ylim(bottom=0)
-    width_axis(ax)
-    ax.set_ylabel("seconds per epoch (training + evaluation)")
-    ax.set_title("CIFAR-10 epoch time, mean ± s.e. over runs" + stand_in(subs, "cifar10"), fontsize="medium")
-    rule_legend(figure, FIG7_RULES)
+
+    def draw(ax, drawn):
+        points = 0
+        for rule in FIG7_RULES:
+            found = candidates(ctx.runs, dataset="cifar10", rule=rule, seed=None)
+            xs, means, errors = [], [], []
+            for width, group in found.groupby("width"):
+                seconds = [r["seconds"] for records in group["records"] for r in records
+                           if r.get("epoch") == 1 and isinstance(r.get("seconds"), (int, float))]
+                if not seconds:
+                    continue
+                drawn.used.update(group["path"])
+                devices.update(group["device"])
+                xs.append(width)
+                means.append(float(np.mean(seconds)))
+                errors.append(float(np.std(seconds, ddof=1) / math.sqrt(len(seconds))) if len(seconds) > 1 else 0.0)
+            if xs:
+                means, errors = np.array(means), np.array(errors)
+                ax.errorbar(xs, means, yerr=errors, color=ctx.color(rule), marker="o", ms=4, capsize=3)
+                ax.fill_between(xs, means - errors, means + errors, color=ctx.color(rule), alpha=0.2, linewidth=0)
+                points += len(xs)
+        if points:
+            ax.set_ylim(bottom=0)
+        return points
+
+    def setup(ax):
+        width_axis(ax)
+        ax.set_ylabel("seconds per epoch (training + evaluation)")
+    drawn = draw_panels(ctx, [Panel("CIFAR-10 epoch time, mean ± s.e. over runs", draw, setup, (("cifar10", ""),),
+                                    "medium")],
+                        lambda: (FIG7_RULES, []))
     if devices:
         drawn.notes.append("devices: " + "; ".join(sorted(devices)) + (" (mixed: times are not comparable)"
                                                                         if len(devices) > 1 else ""))
@@ -301,22 +439,18 @@ def _fig8_run(runs, dataset):
     return ranked[0][1], found
 
 
-def figure8(tables, runs, subs) -> Drawn:
+def figure8(ctx: Context) -> Drawn:
     """Alignment score vs epoch for every layer, with the permuted-weights baseline dashed."""
-    figure, axes = new_figure(2)
-    drawn = Drawn(figure)
-    for ax, dataset, name in zip(axes, ("cifar10", "kmnist"), ("(a) CIFAR-10", "(b) KMNIST")):
-        run, found = _fig8_run(runs, dataset)
-        if run is None:
-            no_runs(ax)
-            ax.set_title(f"{name} (paper: width 512)" + stand_in(subs, dataset))
-        else:
+    def over_epochs(run, name):
+        def draw(ax, drawn):
+            if run is None:
+                return 0
             drawn.used.add(run["path"])
             scored = scored_epochs(run["records"])
             epochs = sorted(scored)
             layers = max(len(scored[e].get(ALIGNMENT_SCORE) or []) for e in epochs)
             colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(layers, 1)))
-            has_baseline = False
+            has_baseline, points = False, 0
             for layer in range(layers):
                 def series(key):
                     return [scored[e][key][layer] if len(scored[e].get(key) or []) > layer
@@ -326,40 +460,47 @@ def figure8(tables, runs, subs) -> Drawn:
                 if any("permuted_operator" in scored[e] for e in epochs):
                     has_baseline = True
                     ax.plot(epochs, series("permuted_operator"), color=colors[layer], linestyle="--", alpha=0.6)
-                drawn.points += len(epochs)
+                points += len(epochs)
             if has_baseline:
                 ax.plot([], [], color="0.3", linestyle="--", label="permuted baseline")
             else:
                 drawn.notes.append(f"{name}: no permuted baseline in {run['path']} (run with rule.permuted=true)")
-            ax.set_title(f"{name}, width {run['width']} (paper: 512)" + stand_in(subs, dataset))
-            ax.legend(fontsize="x-small", ncols=2)
+            return points
+        return draw
+
+    def setup(ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(SCORE_LABEL)
-    return drawn
+    panels = []
+    for dataset, name in (("cifar10", "(a) CIFAR-10"), ("kmnist", "(b) KMNIST")):
+        run, _ = _fig8_run(ctx.runs, dataset)
+        title = f"{name} (paper: width 512)" if run is None else f"{name}, width {run['width']} (paper: 512)"
+        panels.append(Panel(title, over_epochs(run, name), setup, ((dataset, ""),),
+                            legend=dict(fontsize="x-small", ncols=2), legend_if_empty=False))
+    return draw_panels(ctx, panels)
 
 
-def figure9(tables, runs, subs) -> Drawn:
+def figure9(ctx: Context) -> Drawn:
     """Add-task minimum loss vs hidden units (Table 8): test solid, train dashed."""
-    figure, axes = new_figure(1)
-    ax, drawn = axes[0], Drawn(figure)
-    cells = tables[8]
-    rules, drawn.points = plot_by_rule(ax, cells, "width", "metric",
-                                       (("test_loss_best", "-"), ("train_loss_best", "--")))
-    if not drawn.points:
-        no_runs(ax)
-    ax.set_yscale("log")
-    # losses span about 0.3 to 30: label 1-2-5 steps, not only the powers of ten
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    width_axis(ax, sorted(cells["width"].astype(int).unique()))
-    ax.tick_params(axis="x", labelsize="small")
-    ax.set_xlabel("hidden units (log$_2$ scale)")
-    ax.set_ylabel("minimum loss (sum of MSE over 100 steps, log scale)")
-    ax.set_title("Add task RNN (Table 8)" + stand_in(subs, "add"))
-    rule_legend(figure, rules, [style_handle("-", "test loss"), style_handle("--", "train loss"), paper_handle()])
-    return drawn
+    cells = ctx.tables[8]
+
+    def draw(ax, drawn):
+        return plot_by_rule(ctx, ax, cells, "width", "metric", (("test_loss_best", "-"), ("train_loss_best", "--")))
+
+    def setup(ax):
+        ax.set_yscale("log")
+        # losses span about 0.3 to 30: label 1-2-5 steps, not only the powers of ten
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        width_axis(ax, sorted(cells["width"].astype(int).unique()))
+        ax.tick_params(axis="x", labelsize="small")
+        ax.set_xlabel("hidden units (log$_2$ scale)")
+        ax.set_ylabel("minimum loss (sum of MSE over 100 steps, log scale)")
+    return draw_panels(ctx, [Panel("Add task RNN (Table 8)", draw, setup, (("add", ""),))],
+                       lambda: (table_rules(cells), [style_handle("-", "test loss"), style_handle("--", "train loss"),
+                                                     paper_handle()]))
 
 
 FIGURES = (
@@ -374,12 +515,15 @@ FIGURES = (
 )
 
 
-def draw_all(tables: dict[int, pd.DataFrame], runs: pd.DataFrame, out: Path, subs: dict[str, str]) -> list[dict]:
+def draw_all(tables: dict[int, pd.DataFrame], runs: pd.DataFrame, out: Path, subs: dict[str, str],
+             fig6_widths=None) -> list[dict]:
     """Draw and save every figure; one entry per figure for the index."""
+    ctx = Context(tables, runs, subs, tuple(fig6_widths) if fig6_widths else None,
+                  rule_colors(sorted(set(runs["rule"]))))
     results = []
     with matplotlib.style.context("default"):
         for stem, title, draw in FIGURES:
-            drawn = draw(tables, runs, subs)
+            drawn = draw(ctx)
             files = save(drawn.figure, out, stem)
             results.append({"stem": stem, "title": title, "files": files, "points": drawn.points,
                             "notes": drawn.notes, "used": drawn.used})

@@ -1,9 +1,16 @@
 """Tables 1-10: one cell per number the paper printed, ours beside it.
 
 The paper's own CSV (walign.paper) defines the grid of every table, so a table always has the
-paper's rows and columns, filled or not. Each cell is computed by the selection protocol in
-``protocol.py``; this module only decides which protocol applies to which paper row, and writes
-the result three ways:
+paper's rows and columns, filled or not. Each table is one ``TableSpec`` in ``TABLES``: besides its
+number, file stem, title and protocol text, the spec carries how our cell for a paper row is
+computed (``ours``, from the selection protocol in ``protocol.py``), how that row is labelled in the
+paper's layout (``labels``), which rule a row is about, and any table-specific way of building its
+records (Table 2's seed study). Adding a table means adding one spec here.
+
+Tables whose rows are methods also get rows for rules beyond the paper's (a user's own rule, found
+in the runs), computed by the same protocol over the same columns, with no paper value.
+
+Each table is written three ways:
 
 * CSV: long format, one row per cell, numeric columns ours / paper / difference (for scripts);
 * Markdown and LaTeX: the paper's layout, each cell reading ``ours / paper (ours - paper)``.
@@ -13,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -21,53 +29,12 @@ from .protocol import (ALIGNMENT, ALIGNMENT_RULE, LR_ADAM, LR_GRID, SMALL_LR, Ce
                        candidates, epoch1_accuracy, lr_in, alignment_cell, min_loss, seed_statistics)
 
 RULE_OF_METHOD = {method: rule for rule, method in paper.METHOD_OF_RULE.items()}
+PAPER_RULES = frozenset(paper.METHOD_OF_RULE) | {ALIGNMENT_RULE}   # every other rule is beyond the paper
 DIGITS = {"percent": 1, "unitless cosine": 3, "loss": 3, "count": 0}
 DIVERGED, NOTED, MISSING = "†", "‡", "—"
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    number: int
-    stem: str                       # file name without extension
-    title: str
-    protocol: str                   # how our number is chosen, in one sentence
-    row_names: tuple[str, ...]
-    datasets: tuple[str, ...]       # the data sets it reads (to mention substitutions)
-
-
-TABLES = (
-    TableSpec(1, "table01_alignprop_cifar10", "CIFAR-10 accuracy with Align-prop (%)",
-              "best validation accuracy over epochs, then over lr in {1, 2, 5}; seed 99", ("Method",), ("cifar10",)),
-    TableSpec(2, "table02_seeds_cifar10", "CIFAR-10 accuracy at width 256 over seeds 100-104 (%)",
-              "per seed the best over epochs and lr in {1, 2, 5}; mean and std over the seeds found. "
-              "The paper's std is compared with the population std (ddof 0, numpy's default); "
-              "the sample std (ddof 1) is shown beside it", ("Method",), ("cifar10",)),
-    TableSpec(3, "table03_alignment_cifar10_relu", "Alignment scores, ReLU CNN on CIFAR-10",
-              "operator score (released estimator) of the alignment run at epoch 150, lr 5 preferred",
-              ("Layer",), ("cifar10",)),
-    TableSpec(4, "table04_alignment_kmnist_relu", "Alignment scores, KMNIST",
-              "operator score (released estimator) of the alignment run at epoch 100, lr 5 preferred",
-              ("Layer",), ("kmnist",)),
-    TableSpec(5, "table05_alignment_cifar10_tanh", "Alignment scores, tanh CNN on CIFAR-10",
-              "operator score (released estimator) of the tanh alignment run at epoch 100, lr 2 preferred",
-              ("Layer",), ("cifar10",)),
-    TableSpec(6, "table06_width_cifar10", "CIFAR-10 accuracy vs width (%)",
-              "best validation accuracy over epochs, then over lr in {1, 2, 5}; seed 99", ("Method",), ("cifar10",)),
-    TableSpec(7, "table07_width_kmnist", "KMNIST accuracy vs width (%)",
-              "best validation accuracy over epochs, then over lr in {1, 2, 5}; seed 99", ("Method",), ("kmnist",)),
-    TableSpec(8, "table08_rnn_add_task", "Add-task RNN, minimum loss vs hidden units",
-              "minimum over epochs of the train and test loss (summary.json), lowest over lr; seed 99",
-              ("Method", "Loss"), ("add",)),
-    TableSpec(9, "table09_small_cifar10", "Small CIFAR-10 accuracy vs training-set size and width (%)",
-              "best validation accuracy over epochs, then over lr in {1, 2, 5}; seed 99; "
-              "N = 45000 also takes full CIFAR-10 runs", ("Training data", "Method"), ("small_cifar10", "cifar10")),
-    TableSpec(10, "table10_standard_param_adam_cifar10", "CIFAR-10, standard parameterization + Adam (%)",
-              "150 epochs: best over epochs and the 10-value lr grid; 1 epoch: epoch-1 accuracy, best "
-              "over the grid; 1 epoch + small lr: epoch-1 accuracy at lr 0.0005", ("Setting", "Method"), ("cifar10",)),
-)
-TABLE_BY_NUMBER = {spec.number: spec for spec in TABLES}
 TABLE10_SETTINGS = {"sp_adam_150ep": "150 epochs", "sp_adam_1ep": "1 epoch",
                     "sp_adam_1ep_lr0.0005": "1 epoch + small lr"}
+ACCURACY_PROTOCOL = "best validation accuracy over epochs, then over lr in {1, 2, 5}; seed 99"
 
 
 def width_label(width) -> str:
@@ -75,20 +42,25 @@ def width_label(width) -> str:
 
 
 # ----------------------------------------------------------------------------- ours, per paper row
-def _accuracy_cell(runs, dataset, p) -> Cell:
-    return best_accuracy(candidates(runs, dataset=dataset, rule=RULE_OF_METHOD[p.method], width=int(p.width), lrs=LR_GRID))
+# Each takes the usable runs, one paper row (or a row of a rule beyond the paper, same fields) and
+# the rule that row is about, and returns our cell.
+def accuracy_on(dataset: str):
+    """Tables 1, 6, 7: best over epochs, then over the lr grid, at the row's width."""
+    def ours(runs, p, rule) -> Cell:
+        return best_accuracy(candidates(runs, dataset=dataset, rule=rule, width=int(p.width), lrs=LR_GRID))
+    return ours
 
 
-def _small_cifar_cell(runs, p) -> Cell:
-    rule, width, size = RULE_OF_METHOD[p.method], int(p.width), int(p.train_size)
+def small_cifar_cell(runs, p, rule) -> Cell:
+    width, size = int(p.width), int(p.train_size)
     found = candidates(runs, dataset="small_cifar10", rule=rule, width=width, train_size=size, lrs=LR_GRID)
     if size == 45000:  # the full training split: a plain CIFAR-10 run is the same experiment
         found = pd.concat([found, candidates(runs, dataset="cifar10", rule=rule, width=width, lrs=LR_GRID)])
     return best_accuracy(found)
 
 
-def _table10_cell(runs, p) -> Cell:
-    found = candidates(runs, dataset="cifar10", rule=RULE_OF_METHOD[p.method], width=int(p.width),
+def table10_cell(runs, p, rule) -> Cell:
+    found = candidates(runs, dataset="cifar10", rule=rule, width=int(p.width),
                        parameterization="standard", optimizer="adam")
     if p.setting == "sp_adam_150ep":
         return best_accuracy(found[lr_in(found["lr"], LR_ADAM)])
@@ -97,75 +69,183 @@ def _table10_cell(runs, p) -> Cell:
     return epoch1_accuracy(found[lr_in(found["lr"], (SMALL_LR,))])
 
 
-def _alignment_cell(runs, number, p) -> Cell:
+def alignment_of(number: int):
+    """Tables 3-5: the layer's score of the alignment run at the table's epoch and lr."""
     dataset, activation, epoch, lr = ALIGNMENT[number]
-    found = candidates(runs, dataset=dataset, rule=ALIGNMENT_RULE, width=int(p.width), activation=activation)
-    return alignment_cell(found, int(p.layer), epoch, lr)
+    def ours(runs, p, rule) -> Cell:
+        found = candidates(runs, dataset=dataset, rule=rule, width=int(p.width), activation=activation)
+        return alignment_cell(found, int(p.layer), epoch, lr)
+    return ours
 
 
-def _ours(number: int, runs: pd.DataFrame, p) -> Cell:
-    if number in (1, 6):
-        return _accuracy_cell(runs, "cifar10", p)
-    if number == 7:
-        return _accuracy_cell(runs, "kmnist", p)
-    if number == 9:
-        return _small_cifar_cell(runs, p)
-    if number == 10:
-        return _table10_cell(runs, p)
-    if number in ALIGNMENT:
-        return _alignment_cell(runs, number, p)
-    if number == 8:
-        which = "train" if p.metric == "train_loss_best" else "test"
-        return min_loss(candidates(runs, dataset="add", rule=RULE_OF_METHOD[p.method], width=int(p.width)), which)
-    raise ValueError(f"no protocol for table {number}")
+def _loss_kind(p) -> str:
+    return "train" if p.metric == "train_loss_best" else "test"
 
 
-def _labels(number: int, p) -> tuple[tuple, str]:
-    """(row labels, column label) of a paper row in the paper's layout."""
-    if number == 2:
-        return (p.method,), {"test_acc_mean_over_seeds": "mean", "test_acc_std_over_seeds": "std"}[p.metric]
-    if number in ALIGNMENT:
-        return (f"Layer {int(p.layer)}",), width_label(p.width)
-    if number == 8:
-        return (p.method, "train" if p.metric == "train_loss_best" else "test"), width_label(p.width)
-    if number == 9:
-        return (str(int(p.train_size)), p.method), width_label(p.width)
-    if number == 10:
-        return (TABLE10_SETTINGS[p.setting], p.method), width_label(p.width)
+def add_task_cell(runs, p, rule) -> Cell:
+    return min_loss(candidates(runs, dataset="add", rule=rule, width=int(p.width)), _loss_kind(p))
+
+
+# ----------------------------------------------------------------------------- labels, per paper row
+# (row labels, column label) of a row in the paper's layout
+def by_method(p):
     return (p.method,), width_label(p.width)
 
 
-def _record(number, p, cell: Cell, row, col, counted=True, metric=None, unit=None) -> dict:
+def by_layer(p):
+    return (f"Layer {int(p.layer)}",), width_label(p.width)
+
+
+def by_method_and_loss(p):
+    return (p.method, _loss_kind(p)), width_label(p.width)
+
+
+def by_size_and_method(p):
+    return (str(int(p.train_size)), p.method), width_label(p.width)
+
+
+def by_setting_and_method(p):
+    return (TABLE10_SETTINGS[p.setting], p.method), width_label(p.width)
+
+
+def by_seed_statistic(p):
+    return (p.method,), {"test_acc_mean_over_seeds": "mean", "test_acc_std_over_seeds": "std"}[p.metric]
+
+
+def rule_of_method(p) -> str:
+    return RULE_OF_METHOD.get(p.method, "")
+
+
+def alignment_rule(p) -> str:
+    return ALIGNMENT_RULE
+
+
+# ----------------------------------------------------------------------------- the specs
+@dataclass(frozen=True)
+class TableSpec:
+    number: int
+    stem: str                       # file name without extension
+    title: str
+    protocol: str                   # how our number is chosen, in one sentence
+    row_names: tuple[str, ...]
+    datasets: tuple[str, ...]       # the data sets it reads (to mention substitutions, find extra rules)
+    ours: Callable                  # (runs, paper row, rule) -> Cell
+    labels: Callable                # paper row -> (row labels, column label)
+    rule_of: Callable = rule_of_method          # paper row -> the rule it is about
+    records: Callable | None = None             # (spec, paper rows, runs) -> records, replacing one per row
+    extra_rules: bool = False                   # rows for rules beyond the paper's, found in the runs
+
+
+def seed_study(spec: "TableSpec", reference: pd.DataFrame, runs: pd.DataFrame) -> list[dict]:
+    """Table 2: one seed study per method gives its mean, std, and two extra columns (the sample
+    std and the number of seeds found) that the paper did not print."""
+    records = []
+    for method, rows in reference.groupby("method", sort=False):
+        rule = RULE_OF_METHOD[method]
+        stats = seed_statistics(runs, dataset="cifar10", rule=rule, width=256, lrs=LR_GRID)
+        for p in rows.itertuples():
+            row, col = spec.labels(p)
+            records.append(record(spec, p, rule, stats[col], row, col))
+        p = rows.iloc[0]
+        records.append(record(spec, p, rule, stats["sample_std"], (method,), "std (sample)", counted=False,
+                              metric="test_acc_sample_std_over_seeds", unit="percent"))
+        records.append(record(spec, p, rule, stats["seeds"], (method,), "seeds", counted=False,
+                              metric="seeds_found", unit="count"))
+    return records
+
+
+TABLES = (
+    TableSpec(1, "table01_alignprop_cifar10", "CIFAR-10 accuracy with Align-prop (%)", ACCURACY_PROTOCOL,
+              ("Method",), ("cifar10",), accuracy_on("cifar10"), by_method, extra_rules=True),
+    TableSpec(2, "table02_seeds_cifar10", "CIFAR-10 accuracy at width 256 over seeds 100-104 (%)",
+              "per seed the best over epochs and lr in {1, 2, 5}; mean and std over the seeds found. "
+              "The paper's std is compared with the population std (ddof 0, numpy's default); "
+              "the sample std (ddof 1) is shown beside it", ("Method",), ("cifar10",),
+              None, by_seed_statistic, records=seed_study),   # no per-row cell: seed_study builds all
+    TableSpec(3, "table03_alignment_cifar10_relu", "Alignment scores, ReLU CNN on CIFAR-10",
+              "operator score (released estimator) of the alignment run at epoch 150, lr 5 preferred",
+              ("Layer",), ("cifar10",), alignment_of(3), by_layer, alignment_rule),
+    TableSpec(4, "table04_alignment_kmnist_relu", "Alignment scores, KMNIST",
+              "operator score (released estimator) of the alignment run at epoch 100, lr 5 preferred",
+              ("Layer",), ("kmnist",), alignment_of(4), by_layer, alignment_rule),
+    TableSpec(5, "table05_alignment_cifar10_tanh", "Alignment scores, tanh CNN on CIFAR-10",
+              "operator score (released estimator) of the tanh alignment run at epoch 100, lr 2 preferred",
+              ("Layer",), ("cifar10",), alignment_of(5), by_layer, alignment_rule),
+    TableSpec(6, "table06_width_cifar10", "CIFAR-10 accuracy vs width (%)", ACCURACY_PROTOCOL,
+              ("Method",), ("cifar10",), accuracy_on("cifar10"), by_method, extra_rules=True),
+    TableSpec(7, "table07_width_kmnist", "KMNIST accuracy vs width (%)", ACCURACY_PROTOCOL,
+              ("Method",), ("kmnist",), accuracy_on("kmnist"), by_method, extra_rules=True),
+    TableSpec(8, "table08_rnn_add_task", "Add-task RNN, minimum loss vs hidden units",
+              "minimum over epochs of the train and test loss (summary.json), lowest over lr; seed 99",
+              ("Method", "Loss"), ("add",), add_task_cell, by_method_and_loss, extra_rules=True),
+    TableSpec(9, "table09_small_cifar10", "Small CIFAR-10 accuracy vs training-set size and width (%)",
+              f"{ACCURACY_PROTOCOL}; N = 45000 also takes full CIFAR-10 runs",
+              ("Training data", "Method"), ("small_cifar10", "cifar10"), small_cifar_cell, by_size_and_method,
+              extra_rules=True),
+    TableSpec(10, "table10_standard_param_adam_cifar10", "CIFAR-10, standard parameterization + Adam (%)",
+              "150 epochs: best over epochs and the 10-value lr grid; 1 epoch: epoch-1 accuracy, best "
+              "over the grid; 1 epoch + small lr: epoch-1 accuracy at lr 0.0005", ("Setting", "Method"),
+              ("cifar10",), table10_cell, by_setting_and_method),
+)
+
+
+# ----------------------------------------------------------------------------- building the cells
+def record(spec: TableSpec, p, rule: str, cell: Cell, row, col, counted=True, metric=None, unit=None,
+           extra=False) -> dict:
+    """One cell in long format. ``counted``: a number the paper printed (counts as filled or
+    missing); ``extra``: a row of a rule beyond the paper's (no paper value)."""
     value = None if cell.ours is None else float(cell.ours)
     reference = float(p.value) if counted else math.nan
-    rule = ALIGNMENT_RULE if number in ALIGNMENT else RULE_OF_METHOD.get(p.method, "")
     status = "missing" if value is None else ("diverged" if cell.diverged else "ok")
-    return {"table": number, "setting": p.setting, "method": p.method, "rule": rule,
+    return {"table": spec.number, "setting": p.setting, "method": p.method, "rule": rule,
             "width": p.width, "train_size": p.train_size, "layer": p.layer,
             "metric": metric or p.metric, "unit": unit or p.unit, "ours": value, "paper": reference,
             "difference": (value - reference) if value is not None and counted else math.nan,
             "status": status, "note": cell.note, "chosen_run": cell.chosen, "candidate_runs": len(cell.considered),
-            "counted": counted, "row": row, "col": col, "considered": cell.considered}
+            "counted": counted, "extra": extra, "row": row, "col": col, "considered": cell.considered}
 
 
-def build(number: int, runs: pd.DataFrame) -> pd.DataFrame:
-    """All cells of table ``number`` (long format), computed from the usable ``runs``."""
-    reference = paper.table(number)
+def extra_rules(runs: pd.DataFrame, datasets) -> list[str]:
+    """Rules beyond the paper's that have usable runs on any of ``datasets``, by name."""
+    found = runs[runs["dataset"].isin(list(datasets)) & ~runs["rule"].isin(list(PAPER_RULES))]
+    return sorted(set(found["rule"]))
+
+
+def extra_rows(reference: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """The paper's columns (every distinct cell position of its rows) for one more method, ``rule``,
+    which the paper did not print (value NaN)."""
+    position = [c for c in reference.columns if c not in ("method", "value")]
+    rows = reference.drop_duplicates(subset=position).copy()
+    rows["method"], rows["value"] = rule, math.nan
+    return rows
+
+
+def extra_records(spec: TableSpec, reference: pd.DataFrame, runs: pd.DataFrame) -> list[dict]:
+    """Rows for each rule beyond the paper's whose runs are candidates for at least one cell."""
     records = []
-    if number == 2:  # one seed study per method gives its mean, std, and the extra columns
-        for method, rows in reference.groupby("method", sort=False):
-            stats = seed_statistics(runs, dataset="cifar10", rule=RULE_OF_METHOD[method], width=256, lrs=LR_GRID)
-            for p in rows.itertuples():
-                row, col = _labels(2, p)
-                records.append(_record(2, p, stats[col], row, col))
-            p = rows.iloc[0]
-            records.append(_record(2, p, stats["sample_std"], (method,), "std (sample)", False,
-                                   "test_acc_sample_std_over_seeds", "percent"))
-            records.append(_record(2, p, stats["seeds"], (method,), "seeds", False, "seeds_found", "count"))
+    for rule in extra_rules(runs, spec.datasets):
+        rows = []
+        for p in extra_rows(reference, rule).itertuples():
+            row, col = spec.labels(p)
+            rows.append(record(spec, p, rule, spec.ours(runs, p, rule), row, col, counted=False, extra=True))
+        if any(r["considered"] for r in rows):
+            records += rows
+    return records
+
+
+def build(spec: TableSpec, runs: pd.DataFrame) -> pd.DataFrame:
+    """All cells of table ``spec`` (long format), computed from the usable ``runs``."""
+    reference = paper.table(spec.number)
+    if spec.records is not None:
+        records = spec.records(spec, reference, runs)
     else:
+        records = []
         for p in reference.itertuples():
-            row, col = _labels(number, p)
-            records.append(_record(number, p, _ours(number, runs, p), row, col))
+            row, col = spec.labels(p)
+            rule = spec.rule_of(p)
+            records.append(record(spec, p, rule, spec.ours(runs, p, rule), row, col))
+    if spec.extra_rules:
+        records += extra_records(spec, reference, runs)
     return pd.DataFrame(records)
 
 
@@ -175,11 +255,14 @@ def _fmt(value, digits: int, signed: bool = False) -> str:
 
 
 def cell_text(cell: pd.Series) -> str:
-    """'ours[marks] / paper (difference)'; '— / paper' when we have no run."""
+    """'ours[marks] / paper (difference)'; '— / paper' when we have no run; 'ours / —' for a rule
+    beyond the paper's."""
     digits = DIGITS.get(cell["unit"], 3)
     has_paper = not (isinstance(cell["paper"], float) and math.isnan(cell["paper"]))
     marks = (DIVERGED if cell["status"] == "diverged" else "") + (NOTED if cell["note"] else "")
     ours = MISSING if cell["ours"] is None or pd.isna(cell["ours"]) else _fmt(cell["ours"], digits) + marks
+    if cell["extra"]:  # a rule beyond the paper: the paper has no number to compare with
+        return f"{ours} / {MISSING}"
     if not has_paper:
         return ours
     text = f"{ours} / {_fmt(cell['paper'], digits)}"
@@ -189,8 +272,13 @@ def cell_text(cell: pd.Series) -> str:
 
 
 def wide(cells: pd.DataFrame, spec: TableSpec) -> tuple[list[str], list[list[str]]]:
-    """Header and body rows in the paper's layout (row labels, then one column per width/metric)."""
-    rows = list(dict.fromkeys(cells["row"]))
+    """Header and body rows in the paper's layout (row labels, then one column per width/metric).
+    A row of a rule beyond the paper's goes after the last row of its group (Table 9: its training
+    size), or at the end."""
+    rows = list(dict.fromkeys(cells.loc[~cells["extra"], "row"]))
+    for row in dict.fromkeys(cells.loc[cells["extra"], "row"]):
+        group = [i for i, r in enumerate(rows) if len(r) > 1 and r[0] == row[0]]
+        rows.insert(group[-1] + 1 if group else len(rows), row)
     cols = list(dict.fromkeys(cells["col"]))
     texts = {(c["row"], c["col"]): cell_text(c) for _, c in cells.iterrows()}
     body = [list(row) + [texts.get((row, col), "") for col in cols] for row in rows]
@@ -239,6 +327,10 @@ def to_markdown(cells: pd.DataFrame, spec: TableSpec, substitutions: dict[str, s
                     f"their numbers are not the paper's setting.", ""]
     out += [markdown_table(header, body, len(spec.row_names)), "",
             f"Filled {n['filled']} of {n['cells']} cells; missing {n['missing']}; diverged {n['diverged']}."]
+    beyond = list(dict.fromkeys(cells.loc[cells["extra"], "rule"]))
+    if beyond:
+        out += ["", f"Rows for rules beyond the paper's ({', '.join(beyond)}) use the same protocol and read "
+                    f"*ours / {MISSING}*: the paper has no number for them, and they are not counted above."]
     if notes(cells):
         out += ["", "## Notes", ""] + [f"- {line}" for line in notes(cells)]
     if missing_by_row(cells):
@@ -273,7 +365,7 @@ CSV_COLUMNS = ["table", "setting", "method", "rule", "width", "train_size", "lay
 
 
 def to_csv(cells: pd.DataFrame) -> str:
-    return cells[cells["counted"] | cells["ours"].notna()][CSV_COLUMNS].to_csv(
+    return cells[cells["counted"] | cells["extra"] | cells["ours"].notna()][CSV_COLUMNS].to_csv(
         index=False, float_format="%.10g", lineterminator="\n")
 
 

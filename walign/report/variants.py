@@ -1,0 +1,146 @@
+"""Which runs are variants: the paper-setting defaults, read from the configuration.
+
+A run is at the paper's setting when every option that identifies what it trains has its default.
+The defaults are not copied here: they come from the Hydra configuration the runs were launched
+with (``conf/`` beside the walign package), composed once per (data set, rule) pair, and from the
+rule's own declaration (``RULES[rule][family].options()``) for options the config file does not
+name. The summary keys of a run fall into four groups:
+
+* grid axes (width, lr, epochs, ...): the selection protocol picks among them, never a variant;
+* results and bookkeeping that walign writes after training (status, best_val_acc, device, ...);
+* measurement settings that do not change the trained network (gd_wstar's scoring schedule);
+* everything else is an identity option and is compared with its default. An option with no
+  default anywhere (not a declared rule option, not a data-set option) makes the run a variant.
+
+When walign was installed without its repository, ``conf/`` is absent: the rule declarations are
+then the only source, data-set options cannot be checked, and REPORT.md says so.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import walign
+
+from ..app import LOADING_KEYS
+from ..data import DATASETS
+from ..rules import RULES
+
+CONF_DIR = Path(walign.__file__).resolve().parents[1] / "conf"
+
+# chosen by the selection protocol of each table and figure, so not part of the variant test
+GRID_AXES = ("dataset", "rule", "width", "lr", "epochs", "batch_size", "seed", "activation", "parameterization",
+             "optimizer", "train_size")
+# what walign writes into summary.json besides the run's identity (app.execute, Data.summarize)
+RESULT_KEYS = ("status", "run_dir", "device", "walign_version", "epochs_done", "error", "wall_seconds",
+               "resumed_after_epoch", "resumed_after_step", "best_val_acc", "best_val_epoch", "final_val_acc",
+               "test_acc_at_best_val", "best_test_acc", "final_test_acc", "final_train_loss", "min_train_loss",
+               "min_train_epoch", "min_test_loss", "min_test_epoch", "final_test_loss")
+# rule options that only decide what is measured about the trained network
+MEASUREMENT_OPTIONS = {"gd_wstar": ("score_epochs", "iterations", "probes", "permuted")}
+# top-level options that identify a run, and their default when the config does not have the key
+# (compute_precision is newer than some runs: a run without it trained in fp32)
+TOP_LEVEL_OPTIONS = {"arch": "auto", "compute_precision": "fp32"}
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The default of every identity option of one (data set, rule) pair."""
+    options: dict                       # option -> default
+    ignored: frozenset                  # summary keys that never make a variant
+    from_config: bool                   # False: conf/ was not found or could not be composed
+    checks_unknown: bool = True         # False: keys with no known default cannot be judged
+
+
+def _plain(value):
+    """JSON-like value for comparison: tuples as lists (a declaration's (150,) is a config's [150])."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _declared(dataset: str, rule: str) -> dict:
+    """The rule's declared options for the data set's model family, with their defaults."""
+    entry = DATASETS.get(dataset)
+    family = entry.family if entry is not None else "cnn"
+    cls = RULES.get(rule, {}).get(family)
+    return dict(cls.options()) if cls is not None else {}
+
+
+def _compose(conf_dir: Path, dataset: str, rule: str) -> dict | None:
+    """The resolved config for this data set and rule, or None if it cannot be composed here. A
+    data set or rule with no file in conf/ (a plugin rule) gets an empty node: the rule's
+    declaration then gives its options, and an unknown data set has none."""
+    if not (conf_dir / "config.yaml").is_file():
+        return None
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    known = {group: name.isidentifier() and (conf_dir / group / f"{name}.yaml").is_file()
+             for group, name in (("dataset", dataset), ("rule", rule))}
+    overrides = [f"{group}={name}" for group, name in (("dataset", dataset), ("rule", rule)) if known[group]]
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
+            cfg = compose("config", overrides=overrides)
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # a config that does not compose here (another Hydra app running, a broken file)
+        return None
+    for group, name in (("dataset", dataset), ("rule", rule)):
+        if not known[group]:
+            config[group] = {"name": name}
+    return config
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults_at(conf_dir: Path, dataset: str, rule: str) -> Defaults:
+    declared = _declared(dataset, rule)
+    ignored = frozenset(GRID_AXES + RESULT_KEYS + MEASUREMENT_OPTIONS.get(rule, ()))
+    config = _compose(conf_dir, dataset, rule)
+    if config is None:
+        options = {**declared, **TOP_LEVEL_OPTIONS}
+        return Defaults({k: _plain(v) for k, v in options.items()}, ignored, from_config=False,
+                        checks_unknown=False)
+    rule_node = {k: v for k, v in config.get("rule", {}).items() if k != "name"}
+    data_node = {k: v for k, v in config.get("dataset", {}).items() if k not in LOADING_KEYS}
+    top = {key: config.get(key, fallback) for key, fallback in TOP_LEVEL_OPTIONS.items()}
+    # the config's value wins over the declaration's: it is what a launch without overrides used
+    options = {**data_node, **declared, **rule_node, **top}
+    return Defaults({k: _plain(v) for k, v in options.items() if k not in ignored}, ignored, from_config=True)
+
+
+def defaults(dataset: str, rule: str) -> Defaults:
+    """Defaults of the identity options of runs of ``rule`` on ``dataset``: the configuration is
+    composed once per (configuration directory, data set, rule)."""
+    return _defaults_at(CONF_DIR, dataset, rule)
+
+
+def variant(summary: dict, found: Defaults | None = None) -> str:
+    """'key=value, ...' for every identity option that differs from its default ('' if none).
+
+    An option the summary lacks counts as its default (runs from before the option existed)."""
+    found = found or defaults(str(summary["dataset"]), str(summary["rule"]))
+    changed = []
+    for key in sorted(summary):
+        if key in found.ignored:
+            continue
+        value = _plain(summary[key])
+        if key in found.options:
+            if value != found.options[key]:
+                changed.append(f"{key}={_text(value)}")
+        elif found.checks_unknown:
+            changed.append(f"{key}={_text(value)} (not a declared option)")
+    return ", ".join(changed)
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def fallback_note() -> str:
+    """What REPORT.md says when the defaults could not come from the configuration."""
+    return (f"The configuration directory `{CONF_DIR}` was not found or did not compose (walign installed "
+            f"without its repository?): variants were judged against the rule declarations alone (rule "
+            f"options, arch = auto, compute_precision = fp32); data-set options and other keys were not checked.")
