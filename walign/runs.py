@@ -30,6 +30,16 @@ STATUSES = ("complete", "diverged", "failed")
 # keys every summary.json walign writes has, with the type each must have
 SUMMARY_KEYS = {"status": str, "dataset": str, "rule": str, "width": int, "lr": (int, float), "seed": int,
                 "epochs": int, "epochs_done": int}
+# the keys of a summary.json besides the run's identity (and compute_precision, which identifies
+# a run except at its default fp32): what the run did, where, and its results. The report tells
+# identity from results by this list.
+RESULT_KEYS = ("status", "run_dir", "device", "walign_version", "epochs_done", "error", "wall_seconds",
+               "resumed_after_epoch", "resumed_after_step", "precision_note",
+               # classification tasks (walign.data.Data.summarize)
+               "best_val_acc", "best_val_epoch", "final_val_acc", "test_acc_at_best_val", "best_test_acc",
+               "final_test_acc", "final_train_loss",
+               # the Add task (walign.addtask.AddTask.summarize)
+               "min_train_loss", "min_train_epoch", "min_test_loss", "min_test_epoch", "final_test_loss")
 
 
 class Unreadable(Exception):

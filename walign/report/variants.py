@@ -25,6 +25,7 @@ from pathlib import Path
 import walign
 
 from ..app import LOADING_KEYS
+from ..runs import RESULT_KEYS
 from ..data import DATASETS
 from ..rules import RULES
 
@@ -33,11 +34,6 @@ CONF_DIR = Path(walign.__file__).resolve().parents[1] / "conf"
 # chosen by the selection protocol of each table and figure, so not part of the variant test
 GRID_AXES = ("dataset", "rule", "width", "lr", "epochs", "batch_size", "seed", "activation", "parameterization",
              "optimizer", "train_size")
-# what walign writes into summary.json besides the run's identity (app.execute, Data.summarize)
-RESULT_KEYS = ("status", "run_dir", "device", "walign_version", "epochs_done", "error", "wall_seconds",
-               "resumed_after_epoch", "resumed_after_step", "best_val_acc", "best_val_epoch", "final_val_acc",
-               "test_acc_at_best_val", "best_test_acc", "final_test_acc", "final_train_loss", "min_train_loss",
-               "min_train_epoch", "min_test_loss", "min_test_epoch", "final_test_loss")
 # rule options that only decide what is measured about the trained network
 MEASUREMENT_OPTIONS = {"gd_wstar": ("score_epochs", "iterations", "probes", "permuted")}
 # top-level options that identify a run, and their default when the config does not have the key
