@@ -35,7 +35,7 @@ from walign import cost, precision  # noqa: E402
 from walign.nets import ConvNet, NetSpec  # noqa: E402
 from walign.rules import build_rule  # noqa: E402
 
-RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer"]
+RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry"]
 
 
 def make(rule_name, width, device, batch):

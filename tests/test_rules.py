@@ -10,7 +10,7 @@ from walign.nets import ConvNet, NetSpec, batch_stat_norm
 from walign.rules import RULES, build_rule, mse, output_error
 from walign.rules.cnn import FeedbackAlignment
 
-CNN_RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer"]
+CNN_RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry"]
 
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -119,6 +119,8 @@ def reference(rule, x, y):
         return ref_dfa(net, rule.projections, x, y)
     if rule.name == "last_layer":
         return ref_last_layer(net, x, y)
+    if rule.name == "sign_symmetry":
+        return ref_feedback(net, [torch.sign(w.detach()) for w in [*net.weights, net.fc_weight]], x, y)
     raise AssertionError(rule.name)
 
 
@@ -158,7 +160,7 @@ def test_first_update_of_every_align_rule_equals_backprop(name):
         assert torch.allclose(g, w, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["fa", "dfa", "last_layer"])
+@pytest.mark.parametrize("name", ["fa", "dfa", "last_layer", "sign_symmetry"])
 def test_first_update_of_the_baselines_differs_from_backprop(name):
     x, y = batch(seed=2)
     normal, rule = build_rule("normal", tiny_net(), 11), build_rule(name, tiny_net(), 11)
@@ -218,6 +220,20 @@ def test_fa_with_the_initial_weights_as_feedback_is_align_prop():
     x, y = batch(seed=3)
     for g, w in zip(fa.pseudo_gradients(x, y).grads, prop.pseudo_gradients(x, y).grads):
         assert torch.allclose(g, w, atol=1e-12)
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_sign_symmetry_of_the_initial_weights_keeps_the_initial_signs(parameterization):
+    """initial=True: the feedback is sign(W(0)) (scaled like the draws), fixed while W moves."""
+    spec = NetSpec("cifar", 6, image_size=8, parameterization=parameterization)
+    rule = build_rule("sign_symmetry", ConvNet(spec), 7, initial=True)
+    w0 = [w.detach().clone() for w in [*rule.net.weights, rule.net.fc_weight]]
+    move_away_from_init(rule)
+    assert not all(torch.equal(torch.sign(w), torch.sign(v)) for w, v in zip(w0, [*rule.net.weights, rule.net.fc_weight]))
+    scale = [1 / w[0].numel() ** 0.5 if parameterization == "standard" else 1.0 for w in w0]
+    x, y = batch(seed=1)
+    assert_same(grads_of(rule, x, y), ref_feedback(rule.net, [torch.sign(w) * s for w, s in zip(w0, scale)], x, y),
+                rule.params)
 
 
 def test_dfa_signal_is_the_projected_error_in_hwc_order():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -128,10 +129,6 @@ class ConvNet(nn.Module):
     def depth(self) -> int:
         return len(self.strides)
 
-    def fan_ins(self) -> list[int]:
-        """Fan-in of every conv layer and, last, of the head."""
-        return [w[0].numel() for w in self.weights] + [self.spec.width]
-
     def layer(self, l: int, a: torch.Tensor, feedback: torch.Tensor | None = None) -> torch.Tensor:
         """Post-batch-norm output h_l of conv layer l (0-based) for input a.
 
@@ -167,44 +164,41 @@ class ConvNet(nn.Module):
         return self.head(self.pool(a), None if feedback is None else feedback[-1])
 
 
-def initialize(net: ConvNet, seed: int, interleave: str | None = None,
-               projection_shape: str = "full", projection_std: float | None = None) -> list[torch.Tensor]:
+def draw_like(rng: np.random.RandomState, net: ConvNet, l: int) -> torch.Tensor:
+    """One float64 draw shaped like parameter ``l`` of ``net`` (conv kernel l, or the head when
+    l == net.depth), at the parameterisation's scale, in the released code's layout (SPEC 1.3):
+    a kernel is drawn as a (C_out, 9*C_in) matrix in (kh, kw, c_in) column order."""
+    standard = net.spec.parameterization == "standard"
+    if l == net.depth:
+        draw = rng.randn(net.spec.num_classes, net.spec.width)
+        return torch.from_numpy(draw / math.sqrt(net.spec.width) if standard else draw)
+    c_out, c_in = net.weights[l].shape[:2]
+    draw = rng.randn(c_out, KERNEL * KERNEL * c_in)
+    if standard:
+        draw = draw / math.sqrt(KERNEL * KERNEL * c_in)
+    return torch.from_numpy(draw.reshape(c_out, KERNEL, KERNEL, c_in).transpose(0, 3, 1, 2).copy())
+
+
+ExtraDraw = Callable[[np.random.RandomState, int], "torch.Tensor | None"]
+
+
+def initialize(net: ConvNet, seed: int, draw_extra: ExtraDraw | None = None) -> list[torch.Tensor]:
     """Draw the initial weights with numpy's legacy RNG in the released code's order (SPEC 1.3).
 
-    Per conv layer: the kernel as a (C_out, 9*C_in) matrix in (kh, kw, c_in) column order, then,
-    interleaved, the rule's own random matrix: an FA feedback kernel (``interleave='feedback'``) or
-    a DFA projection (``interleave='projection'``). Last the head (and its FA feedback). So rules
-    without interleaved draws share identical initial weights for a given seed.
-
-    Returns the interleaved tensors (feedback kernels + head feedback, or per-layer projections).
+    Conv kernels in layer order, then the head; biases are zero. A rule with random state of its
+    own (FA's feedback kernels, DFA's projections) passes ``draw_extra(rng, l)``, called right
+    after parameter l is drawn (l = net.depth after the head): the released code interleaves
+    those draws with the forward weights, so rules without them share identical initial weights
+    for a seed while FA's and DFA's differ from layer 2 on. Returns what ``draw_extra`` drew.
     """
     rng = np.random.RandomState(seed)
-    standard = net.spec.parameterization == "standard"
-    k = net.spec.num_classes
     extras = []
-
-    def kernel(shape) -> torch.Tensor:
-        c_out, c_in = shape[0], shape[1]
-        draw = rng.randn(c_out, KERNEL * KERNEL * c_in)
-        if standard:
-            draw = draw / math.sqrt(KERNEL * KERNEL * c_in)
-        return torch.from_numpy(draw.reshape(c_out, KERNEL, KERNEL, c_in).transpose(0, 3, 1, 2).copy())
-
     with torch.no_grad():
-        for l, weight in enumerate(net.weights):
-            weight.copy_(kernel(weight.shape))
-            net.biases[l].zero_()
-            if interleave == "feedback":
-                extras.append(kernel(weight.shape).float())
-            elif interleave == "projection":
-                c, h, w = net.feature_shapes[l]
-                size = c * h * w if projection_shape == "full" else c
-                std = projection_std if projection_std is not None else 1 / math.sqrt(c * h * w)
-                extras.append(torch.from_numpy(rng.randn(k, size) * std).float())
-        fc = rng.randn(k, net.spec.width)
-        scale = 1 / math.sqrt(net.spec.width) if standard else 1.0
-        net.fc_weight.copy_(torch.from_numpy(fc * scale))
-        net.fc_bias.zero_()
-        if interleave == "feedback":
-            extras.append(torch.from_numpy(rng.randn(k, net.spec.width) * scale).float())
+        for l in range(net.depth + 1):
+            weight, bias = (net.weights[l], net.biases[l]) if l < net.depth else (net.fc_weight, net.fc_bias)
+            weight.copy_(draw_like(rng, net, l))
+            bias.zero_()
+            extra = draw_extra(rng, l) if draw_extra is not None else None
+            if extra is not None:
+                extras.append(extra)
     return extras

@@ -1,7 +1,7 @@
 """Learning rules. Importing this package registers every rule in ``RULES``: walign's own and
 those of installed plugin packages (walign/rules/plugins.py)."""
 from .base import RULES, Rule, Step, mse, output_error, register, rules_for  # noqa: F401
-from . import alignment, cnn, rnn  # noqa: F401  (register the rules)
+from . import alignment, cnn, rnn, sign_symmetry  # noqa: F401  (register the rules)
 from .plugins import import_rule_module, load_entry_points
 
 PLUGINS = load_entry_points()

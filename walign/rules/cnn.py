@@ -7,11 +7,12 @@ full network graph. The SPEC's autograd recipes are the reference the tests comp
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 
-from ..nets import ConvNet, initialize
+from ..nets import ConvNet, draw_like, initialize
 from .base import Rule, Step, frozen_copy, mse, output_error, register
 
 
@@ -174,7 +175,8 @@ class FeedbackAlignment(_FeedbackRule):
 
     @classmethod
     def create(cls, net, seed):
-        return cls(net, initialize(net, seed, interleave="feedback"))
+        # after each forward kernel (and the head), a feedback matrix of the same shape and scale
+        return cls(net, initialize(net, seed, lambda rng, l: draw_like(rng, net, l).float()))
 
 
 @register("dfa", "cnn")
@@ -197,9 +199,16 @@ class DirectFeedbackAlignment(Rule):
     def create(cls, net, seed, projection: Literal["full", "shared"] = "full", projection_std: float | None = None):
         if projection not in ("full", "shared"):
             raise ValueError(f"dfa projection must be 'full' or 'shared', got {projection!r}")
-        projections = initialize(net, seed, interleave="projection", projection_shape=projection,
-                                 projection_std=projection_std)
-        return cls(net, projections, shared=projection == "shared")
+        k = net.spec.num_classes
+
+        def draw_projection(rng, l):  # after each conv kernel: D_l, (K, H*W*C) or shared (K, C)
+            if l == net.depth:
+                return None
+            c, h, w = net.feature_shapes[l]
+            std = projection_std if projection_std is not None else 1 / math.sqrt(c * h * w)
+            return torch.from_numpy(rng.randn(k, c * h * w if projection == "full" else c) * std).float()
+
+        return cls(net, initialize(net, seed, draw_projection), shared=projection == "shared")
 
     def signal(self, l: int, e: torch.Tensor) -> torch.Tensor:
         """Gradient injected at the post-activation output of layer l, in (B, C, H, W)."""
