@@ -36,7 +36,7 @@ def cifar_shaped(device, sizes, root=None) -> tuple[Data, str]:
         data = load_cifar10(root, device, verify_md5=False)
         for name, n in zip(("train", "val", "test"), sizes):
             split = getattr(data, name)
-            setattr(data, name, TensorSplit(split.images[:n], split.labels[:n], device))
+            setattr(data, name, TensorSplit(split.inputs[:n], split.labels[:n], device))
         return data, f"CIFAR-10 from {root}"
     g = torch.Generator().manual_seed(0)
 

@@ -76,7 +76,8 @@ def test_shapes_follow_the_network():
 
 def test_the_passes_table_in_the_docstring_is_the_rules_own():
     rows = re.findall(r"^\| (\w+) \| (cnn|rnn) \| ([\d |]+?) \| [^|]+ \|$", cost.__doc__, re.M)
-    assert len(rows) == sum(len(f) for f in RULES.values())
+    own = [(n, f) for n, families in RULES.items() for f, cls in families.items() if cls.__module__.startswith("walign.")]
+    assert sorted((name, family) for name, family, _ in rows) == sorted(own)  # plugins' rules are their own
     for name, family, numbers in rows:
         p = RULES[name][family].passes
         assert [int(n) for n in numbers.split("|")] == [p.forward, p.input_grad, p.weight_grad, p.head_forward,

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from walign import precision
 from walign.alignment import operator_scores, permuted
 from walign.nets import ConvNet, NetSpec, same_padding
-from walign.rnn import AddRNN, AddTask
+from walign.addtask import AddTask
+from walign.rnn import AddRNN
 from walign.rules import build_rule, rules_for
 from walign.train import make_optimizer
 

@@ -126,13 +126,13 @@ def test_cifar10_split_is_validation_first_then_training(cifar_root):
     data = load_cifar10(str(root), "cpu", verify_md5=False)
     assert isinstance(data, Data)
     assert (data.name, data.num_classes, data.in_channels, data.image_size, data.arch) == ("cifar10", 10, 3, 32, "cifar")
-    assert data.dataset_batch_size is None and data.label_offset == pytest.approx(0.1)
+    assert data.label_offset == pytest.approx(0.1)
     n_train = TRAIN_BATCHES * PER_BATCH
     assert (len(data.val), len(data.train), len(data.test)) == (5000, n_train - 5000, N_TEST)
 
-    np.testing.assert_array_equal(decode_index(data.val.images), np.arange(5000))
-    np.testing.assert_array_equal(decode_index(data.train.images), np.arange(5000, n_train))
-    np.testing.assert_array_equal(decode_index(data.test.images), np.arange(TEST_OFFSET, TEST_OFFSET + N_TEST))
+    np.testing.assert_array_equal(decode_index(data.val.inputs), np.arange(5000))
+    np.testing.assert_array_equal(decode_index(data.train.inputs), np.arange(5000, n_train))
+    np.testing.assert_array_equal(decode_index(data.test.inputs), np.arange(TEST_OFFSET, TEST_OFFSET + N_TEST))
     np.testing.assert_array_equal(data.val.labels.numpy(), cifar_label(np.arange(5000)))
     np.testing.assert_array_equal(data.train.labels.numpy(), cifar_label(np.arange(5000, n_train)))
     np.testing.assert_array_equal(data.test.labels.numpy(), cifar_label(np.arange(TEST_OFFSET, TEST_OFFSET + N_TEST)))
@@ -143,17 +143,17 @@ def test_cifar10_images_are_nchw_uint8_matching_the_pickle_rows(cifar_root):
     root, rows = cifar_root
     data = load_cifar10(str(root), "cpu", verify_md5=False)
     for split in (data.train, data.val, data.test):
-        assert split.images.dtype == torch.uint8
-        assert tuple(split.images.shape[1:]) == (3, 32, 32)
-        assert split.images.is_contiguous()
+        assert split.inputs.dtype == torch.uint8
+        assert tuple(split.inputs.shape[1:]) == (3, 32, 32)
+        assert split.inputs.is_contiguous()
     all_rows = np.concatenate([rows[f"data_batch_{b + 1}"] for b in range(TRAIN_BATCHES)])
     as_hwc = lambda r: r.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # noqa: E731
     # the image's HWC view equals the row read as CHW and transposed to HWC
-    np.testing.assert_array_equal(data.val.images.permute(0, 2, 3, 1).numpy(), as_hwc(all_rows[:5000]))
-    np.testing.assert_array_equal(data.train.images.permute(0, 2, 3, 1).numpy(), as_hwc(all_rows[5000:]))
-    np.testing.assert_array_equal(data.test.images.permute(0, 2, 3, 1).numpy(), as_hwc(rows["test_batch"]))
+    np.testing.assert_array_equal(data.val.inputs.permute(0, 2, 3, 1).numpy(), as_hwc(all_rows[:5000]))
+    np.testing.assert_array_equal(data.train.inputs.permute(0, 2, 3, 1).numpy(), as_hwc(all_rows[5000:]))
+    np.testing.assert_array_equal(data.test.inputs.permute(0, 2, 3, 1).numpy(), as_hwc(rows["test_batch"]))
     # and the NCHW tensor is the row itself, reshaped
-    np.testing.assert_array_equal(data.train.images[7].numpy().reshape(-1), all_rows[5007])
+    np.testing.assert_array_equal(data.train.inputs[7].numpy().reshape(-1), all_rows[5007])
 
 
 def test_cifar10_md5_check_fails_on_a_rebuilt_copy_with_a_hint(cifar_root):
@@ -202,10 +202,9 @@ def test_small_cifar_takes_prefixes_of_both_splits(cifar_root, n):
     root, _ = cifar_root
     data = load_cifar10(str(root), "cpu", verify_md5=False, train_size=n)
     assert data.name == "small_cifar10"
-    assert data.dataset_batch_size == small_cifar_batch_size(n)
-    np.testing.assert_array_equal(decode_index(data.train.images), np.arange(5000, 5000 + n))
+    np.testing.assert_array_equal(decode_index(data.train.inputs), np.arange(5000, 5000 + n))
     np.testing.assert_array_equal(data.train.labels.numpy(), cifar_label(np.arange(5000, 5000 + n)))
-    np.testing.assert_array_equal(decode_index(data.val.images), np.arange(min(n, 5000)))
+    np.testing.assert_array_equal(decode_index(data.val.inputs), np.arange(min(n, 5000)))
     np.testing.assert_array_equal(data.val.labels.numpy(), cifar_label(np.arange(min(n, 5000))))
     assert len(data.test) == N_TEST
 
@@ -213,7 +212,7 @@ def test_small_cifar_takes_prefixes_of_both_splits(cifar_root, n):
 def test_small_cifar_through_load_and_its_limits(cifar_root):
     root, _ = cifar_root
     data = load("small_cifar10", "cpu", root=str(root), verify_md5=False, train_size=150)
-    assert (len(data.train), len(data.val), data.dataset_batch_size) == (150, 150, 50)
+    assert (len(data.train), len(data.val), small_cifar_batch_size(150)) == (150, 150, 50)
     for bad in (0, -5, TRAIN_BATCHES * PER_BATCH - 5000 + 1):
         with pytest.raises(ConfigError, match="train_size"):
             load_cifar10(str(root), "cpu", verify_md5=False, train_size=bad)
@@ -272,15 +271,15 @@ def test_kmnist_split_shapes_and_labels(kmnist_root):
     assert (data.name, data.num_classes, data.in_channels, data.image_size, data.arch) == ("kmnist", 10, 1, 28, "kmnist")
     assert (len(data.val), len(data.train), len(data.test)) == (5000, KMNIST_TRAIN - 5000, KMNIST_TEST)
     for split in (data.train, data.val, data.test):
-        assert split.images.dtype == torch.uint8 and tuple(split.images.shape[1:]) == (1, 28, 28)
+        assert split.inputs.dtype == torch.uint8 and tuple(split.inputs.shape[1:]) == (1, 28, 28)
     idx = lambda t: t[:, 0, 0, 0].long().numpy() + 256 * t[:, 0, 0, 1].long().numpy()  # noqa: E731
-    np.testing.assert_array_equal(idx(data.val.images), np.arange(5000))
-    np.testing.assert_array_equal(idx(data.train.images), np.arange(5000, KMNIST_TRAIN))
+    np.testing.assert_array_equal(idx(data.val.inputs), np.arange(5000))
+    np.testing.assert_array_equal(idx(data.train.inputs), np.arange(5000, KMNIST_TRAIN))
     np.testing.assert_array_equal(data.val.labels.numpy(), kmnist_label(np.arange(5000)))
     np.testing.assert_array_equal(data.train.labels.numpy(), kmnist_label(np.arange(5000, KMNIST_TRAIN)))
     np.testing.assert_array_equal(data.test.labels.numpy(), kmnist_label(np.arange(10000, 10000 + KMNIST_TEST)))
-    np.testing.assert_array_equal(data.train.images[:, 0].numpy(), images["train"][5000:])
-    np.testing.assert_array_equal(data.test.images[:, 0].numpy(), images["t10k"])
+    np.testing.assert_array_equal(data.train.inputs[:, 0].numpy(), images["train"][5000:])
+    np.testing.assert_array_equal(data.test.inputs[:, 0].numpy(), images["t10k"])
     assert data.test.labels.dtype == torch.int64
     assert load("kmnist", "cpu", root=str(root)).name == "kmnist"
 
@@ -395,7 +394,7 @@ def test_tensor_split_pixels_are_scaled_to_unit_interval():
     xs = torch.cat([x for x, _ in split.batches(np.random.RandomState(0), 5)])
     assert xs.min() == 0.0 and xs.max() == 1.0
     assert sorted(xs.flatten().tolist()) == sorted((images.float() / 255).flatten().tolist())
-    assert split.images.dtype == torch.uint8  # batching does not modify the stored images
+    assert split.inputs.dtype == torch.uint8  # batching does not modify the stored images
 
 
 def test_targets_are_one_hot_minus_the_offset():
@@ -411,9 +410,9 @@ def test_embedded_sample_sizes():
     assert (len(data.train), len(data.val), len(data.test)) == (1500, 1500, 1000)
     assert (data.name, data.num_classes, data.in_channels, data.image_size, data.arch) == ("embedded", 10, 3, 32, "cifar")
     for split in (data.train, data.val, data.test):
-        assert split.images.dtype == torch.uint8 and tuple(split.images.shape[1:]) == (3, 32, 32)
+        assert split.inputs.dtype == torch.uint8 and tuple(split.inputs.shape[1:]) == (3, 32, 32)
         assert set(split.labels.unique().tolist()) == set(range(10))
-        assert split.images.float().std() > 10  # real pictures, not a constant fill
+        assert split.inputs.float().std() > 10  # real pictures, not a constant fill
     assert load("embedded", "cpu").name == "embedded"
 
 

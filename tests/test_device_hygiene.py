@@ -32,7 +32,8 @@ from torch.utils._pytree import tree_flatten
 
 from walign.data import Data, TensorSplit
 from walign.nets import ConvNet, NetSpec
-from walign.rnn import AddRNN, AddTask
+from walign.addtask import AddTask
+from walign.rnn import AddRNN
 from walign.rules import build_rule, rules_for
 from walign.train import TrainConfig, TrainState, make_optimizer, train
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from walign.app import RunSpec, execute
-from walign.rnn import AddRNN, AddTask, add_task, sequence_loss
+from walign.addtask import AddTask, add_task
+from walign.rnn import AddRNN, sequence_loss
 from walign.rules import build_rule
 from walign.train import TrainConfig, TrainState, train
 

@@ -22,7 +22,7 @@ from . import __version__
 from . import checkpoint, precision
 from .configs import register_configs
 from .claim import AlreadyRunning, Claim, describe, holder
-from .data import DATASETS
+from .data import DATASETS, loader_keys
 from .data import load as load_data
 from .data import small_cifar_batch_size
 from .errors import ConfigError
@@ -41,6 +41,7 @@ register_configs()  # rule=NAME works for every registered rule (walign's and pl
 FINISHED = ("complete", "diverged")  # a rerun of a run with one of these statuses is skipped
 # dataset keys that are defaults for top-level values or say where/how to load: not identity
 LOADING_KEYS = ("name", "root", "verify_md5", "workers", "epochs", "batch_size", "lr", "download")
+DEFAULT_KEYS = ("name", "epochs", "batch_size", "lr")  # the data set's defaults for top-level values
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
 
 
@@ -64,8 +65,7 @@ class RunSpec:
     optimizer: str = "sgd"
     device: str = "auto"
     results_dir: str = "results"
-    data_root: str | None = None
-    verify_md5: bool = True
+    loading: dict = field(default_factory=dict)       # dataset values that say where and how to load
     data_options: dict = field(default_factory=dict)  # dataset values that define the run
     rule_options: dict = field(default_factory=dict)
     eval_test: bool = True
@@ -100,8 +100,8 @@ class RunSpec:
             dataset=dataset, rule=name, width=c["width"], lr=lr, epochs=c["epochs"],
             batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"], arch=str(c.get("arch", "auto")),
             parameterization=c["parameterization"], optimizer=optimizer, device=str(c["device"]),
-            results_dir=str(c["results_dir"] if c["results_dir"] is not None else ""), data_root=ds.get("root"),
-            verify_md5=ds.get("verify_md5", True),
+            results_dir=str(c["results_dir"] if c["results_dir"] is not None else ""),
+            loading={k: v for k, v in ds.items() if k in LOADING_KEYS and k not in DEFAULT_KEYS},
             data_options={k: v for k, v in ds.items() if k not in LOADING_KEYS},
             rule_options=resolve_rule_options(name, family, RULES[name], rule),
             eval_test=c.get("eval_test", True), progress=str(c.get("progress", "auto")),
@@ -141,10 +141,14 @@ class RunSpec:
         need(self.progress in PROGRESS_MODES, f"progress must be one of {', '.join(PROGRESS_MODES)}, got {self.progress!r}")
         need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
              f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
-        for key in ("eval_test", "keep_checkpoint", "verify_md5"):
-            value = getattr(self, key)
-            need(isinstance(value, bool), f"{'dataset.' if key == 'verify_md5' else ''}{key} must be true or "
-                 f"false, got {value!r}")
+        for key in ("eval_test", "keep_checkpoint"):
+            need(isinstance(getattr(self, key), bool), f"{key} must be true or false, got {getattr(self, key)!r}")
+        for key in ("verify_md5", "download"):
+            value = self.loading.get(key, False)
+            need(isinstance(value, bool), f"dataset.{key} must be true or false, got {value!r}")
+        unknown = (set(self.loading) | set(self.data_options)) - set(loader_keys(self.dataset))
+        need(not unknown, f"dataset {self.dataset} has no option {', '.join(sorted(unknown))}; its options: "
+             f"{', '.join(loader_keys(self.dataset)) or 'none'}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(not (self.family == "rnn" and self.precision == "bf16"), f"dataset {self.dataset} refuses "
              f"precision=bf16: the Add-task RNN reproduces Table 8 in float64 (use fp32 or tf32)")
@@ -271,7 +275,7 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
 
     if (claim := holder(directory)) is not None:  # cheap early answer; the claim below decides
         return running(claim)
-    data = load_data(spec.dataset, device, root=spec.data_root, verify_md5=spec.verify_md5, **spec.data_options)
+    data = load_data(spec.dataset, device, **spec.loading, **spec.data_options)
     if spec.resolved_batch_size() > len(data.train):
         raise ConfigError(f"batch_size {spec.resolved_batch_size()} exceeds the {len(data.train)} training examples")
     if directory.is_symlink():

@@ -14,7 +14,7 @@ import io
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 from importlib import resources
 
 import numpy as np
@@ -28,21 +28,24 @@ KMNIST_VALIDATION = 5000
 
 
 class TensorSplit:
-    """Images (N, C, H, W) uint8 and integer labels, resident on one device."""
+    """Inputs and labels resident on one device, batched by index there: images (N, C, H, W)
+    uint8 with integer labels, or the Add task's sequences with their target sequences."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu"):
-        self.images = images.to(device)
-        self.labels = labels.long().to(device)
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu"):
+        self.inputs = inputs.to(device)
+        self.labels = (labels if labels.is_floating_point() else labels.long()).to(device)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batches(self, rng: np.random.RandomState, batch_size: int):
-        """A fresh permutation from ``rng``, consumed in floor(N / batch_size) equal batches."""
-        order = torch.from_numpy(rng.permutation(len(self))).to(self.images.device)
+        """A fresh permutation from ``rng`` (moved to the device once), consumed in
+        floor(N / batch_size) equal batches; uint8 images come out as floats in [0, 1]."""
+        order = torch.from_numpy(rng.permutation(len(self))).to(self.inputs.device)
         for i in range(len(self) // batch_size):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            yield self.images[idx].float().div_(255), self.labels[idx]
+            x = self.inputs[idx]
+            yield (x.float().div_(255) if x.dtype == torch.uint8 else x), self.labels[idx]
 
     def num_batches(self, batch_size: int) -> int:
         return len(self) // batch_size
@@ -69,6 +72,23 @@ class LoaderSplit:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
+class Task(Protocol):
+    """What the training loop (walign.train) needs from a data set: ``Data`` for the image sets,
+    ``walign.addtask.AddTask`` for the Add task."""
+    family: str             # the model family that learns it: 'cnn' or 'rnn'
+    train: TensorSplit | LoaderSplit
+
+    def targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """The regression targets of a batch's labels."""
+
+    def evaluate(self, net, batch_size: int, rng: np.random.RandomState, test_rng: np.random.RandomState,
+                 eval_test: bool = True) -> dict:
+        """The epoch's evaluation metrics (drawing batch orders from ``rng`` as the released code)."""
+
+    def summarize(self, records: list[dict]) -> dict:
+        """The run's summary values from its per-epoch records."""
+
+
 @dataclass
 class Data:
     """The splits of one data set plus what the network needs to know about its inputs."""
@@ -81,7 +101,6 @@ class Data:
     image_size: int
     arch: str
     label_offset: float = 0.1  # targets are one-hot minus this (ImageNet: plain one-hot)
-    dataset_batch_size: int | None = None  # a data set may dictate its batch size (small CIFAR)
 
     family = "cnn"
 
@@ -157,17 +176,33 @@ def load_embedded(device) -> Data:
     return Data("embedded", splits["train"], splits["val"], splits["test"], 10, 3, 32, "cifar")
 
 
+def _download(dataset_class, root: str, what: str) -> None:
+    """torchvision's own download of both splits into ``root``; one line if it fails."""
+    try:
+        for train in (True, False):
+            dataset_class(root, train=train, download=True)
+    except Exception as err:  # no network, a proxy, a full disk, a bad checksum
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise ConfigError(f"{what} download into {root} failed: {type(err).__name__}: {reason}") from None
+
+
 # ----------------------------------------------------------------------------- CIFAR-10
-def _read_cifar10(root: str, verify_md5: bool):
-    """(train images, train labels, test images, test labels) from torchvision's layout."""
+def _read_cifar10(root: str, verify_md5: bool, download: bool = False):
+    """(train images, train labels, test images, test labels) from torchvision's layout;
+    fetched first with torchvision's download when ``download`` and not there yet."""
     import torchvision
 
     folder = os.path.join(root, "cifar-10-batches-py")
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    if not all(os.path.isfile(os.path.join(folder, n)) for n in names):
+
+    def present():
+        return all(os.path.isfile(os.path.join(folder, n)) for n in names)
+    if download and not present():
+        _download(torchvision.datasets.CIFAR10, root, "CIFAR-10")
+    if not present():
         raise _missing("CIFAR-10", folder, "set dataset.root to the folder that holds "
-                       "cifar-10-batches-py (torchvision.datasets.CIFAR10(root, download=True) "
-                       "fetches it; offline, shared/data/cifar10/make_cifar10.py ROOT rebuilds it)")
+                       "cifar-10-batches-py, or dataset.download=true to fetch it with torchvision "
+                       "(offline, shared/data/cifar10/make_cifar10.py ROOT rebuilds it)")
 
     class Unverified(torchvision.datasets.CIFAR10):
         """Skips the md5 sums (of the batches and of batches.meta): a rebuilt copy fails them."""
@@ -186,24 +221,26 @@ def _read_cifar10(root: str, verify_md5: bool):
     return train.data, np.asarray(train.targets), test.data, np.asarray(test.targets)
 
 
-def load_cifar10(root: str, device, verify_md5: bool = True, train_size: int | None = None) -> Data:
+def load_cifar10(root: str, device, verify_md5: bool = True, train_size: int | None = None,
+                 download: bool = False) -> Data:
     """CIFAR-10 with the released split: validation = first 5000 training images, training = the
     remaining 45 000. With ``train_size`` N (small CIFAR-10, SPEC 3.3): train on the first N of
-    those, validate on the first min(N, 5000), and use the released batch-size rule."""
-    x, y, x_test, y_test = _read_cifar10(root, verify_md5)
+    those and validate on the first min(N, 5000); the run then uses the released batch-size rule
+    (``small_cifar_batch_size``)."""
+    x, y, x_test, y_test = _read_cifar10(root, verify_md5, download)
     x_val, y_val, x_train, y_train = x[:CIFAR_VALIDATION], y[:CIFAR_VALIDATION], x[CIFAR_VALIDATION:], y[CIFAR_VALIDATION:]
-    batch_size, name = None, "cifar10"
+    name = "cifar10"
     if train_size is not None:
         if not 0 < train_size <= len(x_train):
             raise ConfigError(f"dataset.train_size must be in 1..{len(x_train)}, got {train_size}")
         x_train, y_train = x_train[:train_size], y_train[:train_size]
         n_val = min(train_size, CIFAR_VALIDATION)
         x_val, y_val = x_val[:n_val], y_val[:n_val]
-        batch_size, name = small_cifar_batch_size(train_size), "small_cifar10"
+        name = "small_cifar10"
     return Data(name, TensorSplit(_nchw(x_train), torch.from_numpy(y_train), device),
                 TensorSplit(_nchw(x_val), torch.from_numpy(y_val), device),
                 TensorSplit(_nchw(x_test), torch.from_numpy(y_test), device),
-                10, 3, 32, "cifar", dataset_batch_size=batch_size)
+                10, 3, 32, "cifar")
 
 
 def small_cifar_batch_size(n: int, preferred: int = 100) -> int:
@@ -212,15 +249,20 @@ def small_cifar_batch_size(n: int, preferred: int = 100) -> int:
 
 
 # ----------------------------------------------------------------------------- KMNIST
-def load_kmnist(root: str, device) -> Data:
+def load_kmnist(root: str, device, download: bool = False) -> Data:
     """KMNIST in torchvision's layout; validation = first 5000 training images (train: 55 000)."""
     import torchvision
 
     raw = os.path.join(root, "KMNIST", "raw")
     files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    if not all(os.path.isfile(os.path.join(raw, f)) for f in files):
-        raise _missing("KMNIST", raw, "set dataset.root to the folder that holds KMNIST/raw "
-                       "(torchvision.datasets.KMNIST(root, download=True) fetches it)")
+
+    def present():
+        return all(os.path.isfile(os.path.join(raw, f)) for f in files)
+    if download and not present():
+        _download(torchvision.datasets.KMNIST, root, "KMNIST")
+    if not present():
+        raise _missing("KMNIST", raw, "set dataset.root to the folder that holds KMNIST/raw, or "
+                       "dataset.download=true to fetch it with torchvision")
     train = torchvision.datasets.KMNIST(root, train=True, download=False)
     test = torchvision.datasets.KMNIST(root, train=False, download=False)
     x, y = train.data.numpy(), train.targets.numpy()
@@ -263,33 +305,41 @@ class DatasetEntry:
     needs_root: bool = True     # read from dataset.root (else generated or shipped)
 
 
-def _load_add(device, root=None, verify_md5=True, train_size=None, **options):
-    from .rnn import AddTask
-    return AddTask.load(device, train_size=train_size or 300, **options)
+def _load_add(device, generator, data_seed, sequences, length, train_size, precision):
+    from .addtask import AddTask
+    return AddTask.load(device, generator, data_seed, sequences, length, train_size, precision)
 
 
-def _load_small_cifar10(device, root, verify_md5=True, train_size=None, **options):
+def _load_small_cifar10(device, root, verify_md5=True, train_size=None, download=False):
     if train_size is None:
         raise ConfigError("dataset small_cifar10 needs dataset.train_size (e.g. 45, 150, ..., 45000)")
-    return load_cifar10(root, device, verify_md5, train_size)
+    return load_cifar10(root, device, verify_md5, train_size, download)
 
 
-# The one list of data set names: config checks, the app and the report all read it.
+# The one list of data set names: config checks, the app and the report all read it. A loader
+# takes the device and the data set's dataset.* values (conf/dataset/<name>.yaml) as keywords.
 DATASETS = {entry.name: entry for entry in (
     DatasetEntry("add", "rnn", _load_add, needs_root=False),
-    DatasetEntry("cifar10", "cnn", lambda device, root, verify_md5=True, **_: load_cifar10(root, device, verify_md5)),
-    DatasetEntry("embedded", "cnn", lambda device, root=None, **_: load_embedded(device), needs_root=False),
-    DatasetEntry("imagenet", "cnn", lambda device, root, workers=8, **_: load_imagenet(root, device, workers)),
-    DatasetEntry("kmnist", "cnn", lambda device, root, **_: load_kmnist(root, device)),
+    DatasetEntry("cifar10", "cnn", lambda device, root, verify_md5=True, download=False:
+                 load_cifar10(root, device, verify_md5, download=download)),
+    DatasetEntry("embedded", "cnn", lambda device: load_embedded(device), needs_root=False),
+    DatasetEntry("imagenet", "cnn", lambda device, root, workers=8: load_imagenet(root, device, workers)),
+    DatasetEntry("kmnist", "cnn", lambda device, root, download=False: load_kmnist(root, device, download)),
     DatasetEntry("small_cifar10", "cnn", _load_small_cifar10),
 )}
 
 
-def load(name: str, device, root: str | None = None, verify_md5: bool = True, **options):
+def loader_keys(name: str) -> list[str]:
+    """The dataset.* values data set ``name`` takes (its loader's keyword arguments)."""
+    import inspect
+    return [p for p in inspect.signature(DATASETS[name].loader).parameters if p != "device"]
+
+
+def load(name: str, device, **options):
     """Load data set (or task) ``name`` onto ``device``; ``options`` are its dataset.* values."""
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     entry = DATASETS[name]
-    if entry.needs_root and not root:
+    if entry.needs_root and not options.get("root"):
         raise ConfigError(f"dataset {name} needs dataset.root (the folder that holds it)")
-    return entry.loader(device, root=root, verify_md5=verify_md5, **options)
+    return entry.loader(device, **options)

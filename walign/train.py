@@ -132,10 +132,9 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
     (to save it), then the signal is delivered. ``autocast()`` wraps each step's and evaluation's
     compute (walign.precision).
 
-    ``data`` is a task (walign.data.Task): ``data.train.batches(rng, batch_size)`` yields
-    (inputs, labels), ``data.targets(labels)`` gives the regression targets, and
-    ``data.evaluate(net, batch_size, rng, test_rng, eval_test)`` returns the epoch's evaluation
-    metrics (classification accuracies, or the Add task's losses).
+    ``data`` is a ``walign.data.Task``: ``data.train.batches(rng, batch_size)`` yields (inputs,
+    labels), ``data.targets(labels)`` gives the regression targets, and ``data.evaluate(...)``
+    returns the epoch's evaluation metrics (classification accuracies, or the Add task's losses).
 
     Returns {'status': 'complete' | 'diverged', 'epochs_done': n}. A non-finite training loss ends
     the run after that epoch's record is written, with status 'diverged'.
