@@ -58,44 +58,19 @@ import itertools
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 KERNEL_TAPS = 9  # 3 x 3
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@dataclass(frozen=True)
-class DataShape:
-    """What the FLOP count needs to know about a data set (SPEC section 3)."""
-    train: int
-    val: int
-    test: int
-    channels: int
-    image_size: int
-    classes: int
-    arch: str
-    whole_batches: bool = True  # in-memory splits use floor(N / B) full batches; ImageNet keeps the partial last one
-
-
-FIXED = {
-    "cifar10": DataShape(45000, 5000, 10000, 3, 32, 10, "cifar"),
-    "embedded": DataShape(1500, 1500, 1000, 3, 32, 10, "cifar"),
-    "kmnist": DataShape(55000, 5000, 10000, 1, 28, 10, "kmnist"),
-    "imagenet": DataShape(1281167, 50000, 0, 3, 224, 1000, "imagenet", whole_batches=False),
-}
-
-
-def data_shape(dataset: str, options: dict | None = None) -> DataShape:
-    """Split sizes and image shape of a CNN data set; small_cifar10 takes its ``train_size``."""
-    if dataset == "small_cifar10":
-        n = int((options or {}).get("train_size") or 0)
-        if n <= 0:
-            raise ValueError("small_cifar10 needs dataset.train_size")
-        return DataShape(n, min(n, 5000), 10000, 3, 32, 10, "cifar")
-    if dataset not in FIXED:
+def data_shape(dataset: str, options: dict | None = None):
+    """Split sizes and image shape of a CNN data set (walign.data.DATASETS holds them)."""
+    from .data import DATASETS
+    entry = DATASETS.get(dataset)
+    if entry is None or entry.shape is None:
         raise ValueError(f"no CNN data shape for dataset {dataset!r}")
-    return FIXED[dataset]
+    return entry.shape(options or {})
 
 
 def conv_layers(arch: str, width: int, channels: int = 3, image_size: int = 32,
@@ -188,7 +163,7 @@ def run_cost(spec) -> dict:
     """FLOPs of the whole run a ``walign.app.RunSpec`` describes: ``step`` (one full-batch step),
     ``steps_per_epoch``, ``train``, ``evaluation``, ``alignment`` and ``total``."""
     batch, epochs, options = spec.resolved_batch_size(), spec.epochs, spec.rule_options or {}
-    if spec.dataset == "add":
+    if spec.family == "rnn":
         data = spec.data_options or {}
         length, sequences = int(data.get("length", 100)), int(data.get("sequences", 400))
         train_size = int(data.get("train_size", 300))

@@ -297,12 +297,34 @@ def load_imagenet(root: str, device, workers: int = 8) -> Data:
 
 
 @dataclass(frozen=True)
+class DataShape:
+    """Split sizes and input shape of an image data set, known without loading it (the FLOP
+    count of a sweep, walign/cost.py, needs them on a login node)."""
+    train: int
+    val: int
+    test: int
+    channels: int
+    image_size: int
+    classes: int
+    arch: str
+    whole_batches: bool = True  # in-memory splits use floor(N / B) full batches; ImageNet keeps the partial last one
+
+
+def _small_cifar_shape(options: dict) -> DataShape:
+    n = int(options.get("train_size") or 0)
+    if n <= 0:
+        raise ValueError("small_cifar10 needs dataset.train_size")
+    return DataShape(n, min(n, CIFAR_VALIDATION), 10000, 3, 32, 10, "cifar")
+
+
+@dataclass(frozen=True)
 class DatasetEntry:
-    """A data set walign knows: its model family and how to load it."""
+    """A data set walign knows: its model family, how to load it, and its shape."""
     name: str
     family: str                 # 'cnn' (ConvNet) or 'rnn' (the Add-task RNN)
     loader: Callable[..., object]
     needs_root: bool = True     # read from dataset.root (else generated or shipped)
+    shape: Callable[[dict], DataShape] | None = None  # from its dataset.* values; None for the RNN task
 
 
 def _load_add(device, generator, data_seed, sequences, length, train_size, precision):
@@ -321,11 +343,15 @@ def _load_small_cifar10(device, root, verify_md5=True, train_size=None, download
 DATASETS = {entry.name: entry for entry in (
     DatasetEntry("add", "rnn", _load_add, needs_root=False),
     DatasetEntry("cifar10", "cnn", lambda device, root, verify_md5=True, download=False:
-                 load_cifar10(root, device, verify_md5, download=download)),
-    DatasetEntry("embedded", "cnn", lambda device: load_embedded(device), needs_root=False),
-    DatasetEntry("imagenet", "cnn", lambda device, root, workers=8: load_imagenet(root, device, workers)),
-    DatasetEntry("kmnist", "cnn", lambda device, root, download=False: load_kmnist(root, device, download)),
-    DatasetEntry("small_cifar10", "cnn", _load_small_cifar10),
+                 load_cifar10(root, device, verify_md5, download=download),
+                 shape=lambda _: DataShape(45000, 5000, 10000, 3, 32, 10, "cifar")),
+    DatasetEntry("embedded", "cnn", lambda device: load_embedded(device), needs_root=False,
+                 shape=lambda _: DataShape(1500, 1500, 1000, 3, 32, 10, "cifar")),
+    DatasetEntry("imagenet", "cnn", lambda device, root, workers=8: load_imagenet(root, device, workers),
+                 shape=lambda _: DataShape(1281167, 50000, 0, 3, 224, 1000, "imagenet", whole_batches=False)),
+    DatasetEntry("kmnist", "cnn", lambda device, root, download=False: load_kmnist(root, device, download),
+                 shape=lambda _: DataShape(55000, 5000, 10000, 1, 28, 10, "kmnist")),
+    DatasetEntry("small_cifar10", "cnn", _load_small_cifar10, shape=_small_cifar_shape),
 )}
 
 

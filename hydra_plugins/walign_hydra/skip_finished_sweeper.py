@@ -25,13 +25,15 @@ class _LaunchUnfinished:
         self.outcomes: dict[str, list[str]] = {}   # status -> run directories
         self.directories: dict[tuple, str] = {}    # a run's overrides -> its run directory
 
-    def plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[list, int, int]:
-        """(runs to launch, finished, running elsewhere); exits 2 on a bad run before launching any."""
+    def plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[list, int, int, float]:
+        """(runs to launch, finished, running elsewhere, FLOPs to launch); exits 2 on a bad run
+        before launching any."""
         from walign.app import RunSpec, finished_summary
         from walign.claim import holder
+        from walign.cost import run_flops
         from walign.errors import ConfigError
 
-        todo, finished, running = [], 0, 0
+        todo, finished, running, flops = [], 0, 0, 0.0
         for overrides in job_overrides:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             try:
@@ -47,13 +49,16 @@ class _LaunchUnfinished:
                 running += 1
             else:
                 todo.append(overrides)
-        return todo, finished, running
+                flops += run_flops(spec)
+        return todo, finished, running, flops
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        todo, finished, running = self.plan(job_overrides)
+        from walign.cost import format_flops
+
+        todo, finished, running, flops = self.plan(job_overrides)
         elsewhere = f", {running} running elsewhere (skipped)" if running else ""
         print(f"walign sweep: {len(job_overrides)} runs, {finished} already finished (skipped){elsewhere}, "
-              f"{len(todo)} to launch", flush=True)
+              f"{len(todo)} to launch, {format_flops(flops)}", flush=True)
         if not todo:
             return []
         returns = self.launcher.launch(todo, initial_job_idx=initial_job_idx)
