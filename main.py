@@ -77,7 +77,8 @@ def check_overrides(args: list[str]) -> None:
             valid = group_options(key)
             for value in _values(o):
                 if value not in valid:
-                    fail(f"unknown {key[:-1] if key == 'sweeps' else key} {value!r}; valid: {', '.join(valid)}")
+                    noun = key[:-1] if key == "sweeps" else key
+                    fail(f"unknown {noun} {value!r}; valid {noun}s: {', '.join(valid)}")
             values = _values(o)
             if key in GROUPS:
                 choices[key] = values[0] if values else choices[key]
