@@ -176,14 +176,20 @@ def load_embedded(device) -> Data:
     return Data("embedded", splits["train"], splits["val"], splits["test"], 10, 3, 32, "cifar")
 
 
-def _download(dataset_class, root: str, what: str) -> None:
-    """torchvision's own download of both splits into ``root``; one line if it fails."""
-    try:
-        for train in (True, False):
-            dataset_class(root, train=train, download=True)
-    except Exception as err:  # no network, a proxy, a full disk, a bad checksum
-        reason = (str(err).strip().splitlines() or [""])[0]
-        raise ConfigError(f"{what} download into {root} failed: {type(err).__name__}: {reason}") from None
+def _find(what: str, folder: str, files: list[str], download: bool, dataset_class, root: str, how: str) -> None:
+    """Make sure ``files`` are in ``folder``: fetched first with torchvision's own download of both
+    splits into ``root`` when ``download`` is set; a one-line ConfigError if they are not there."""
+    def present():
+        return all(os.path.isfile(os.path.join(folder, name)) for name in files)
+    if download and not present():
+        try:
+            for train in (True, False):
+                dataset_class(root, train=train, download=True)
+        except Exception as err:  # no network, a proxy, a full disk, a bad checksum
+            reason = (str(err).strip().splitlines() or [""])[0]
+            raise ConfigError(f"{what} download into {root} failed: {type(err).__name__}: {reason}") from None
+    if not present():
+        raise _missing(what, folder, how)
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
@@ -193,16 +199,10 @@ def _read_cifar10(root: str, verify_md5: bool, download: bool = False):
     import torchvision
 
     folder = os.path.join(root, "cifar-10-batches-py")
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-
-    def present():
-        return all(os.path.isfile(os.path.join(folder, n)) for n in names)
-    if download and not present():
-        _download(torchvision.datasets.CIFAR10, root, "CIFAR-10")
-    if not present():
-        raise _missing("CIFAR-10", folder, "set dataset.root to the folder that holds "
-                       "cifar-10-batches-py, or dataset.download=true to fetch it with torchvision "
-                       "(offline, shared/data/cifar10/make_cifar10.py ROOT rebuilds it)")
+    _find("CIFAR-10", folder, [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], download,
+          torchvision.datasets.CIFAR10, root, "set dataset.root to the folder that holds cifar-10-batches-py, "
+          "or dataset.download=true to fetch it with torchvision (offline, shared/data/cifar10/make_cifar10.py "
+          "ROOT rebuilds it)")
 
     class Unverified(torchvision.datasets.CIFAR10):
         """Skips the md5 sums (of the batches and of batches.meta): a rebuilt copy fails them."""
@@ -255,14 +255,8 @@ def load_kmnist(root: str, device, download: bool = False) -> Data:
 
     raw = os.path.join(root, "KMNIST", "raw")
     files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-
-    def present():
-        return all(os.path.isfile(os.path.join(raw, f)) for f in files)
-    if download and not present():
-        _download(torchvision.datasets.KMNIST, root, "KMNIST")
-    if not present():
-        raise _missing("KMNIST", raw, "set dataset.root to the folder that holds KMNIST/raw, or "
-                       "dataset.download=true to fetch it with torchvision")
+    _find("KMNIST", raw, files, download, torchvision.datasets.KMNIST, root, "set dataset.root to the folder "
+          "that holds KMNIST/raw, or dataset.download=true to fetch it with torchvision")
     train = torchvision.datasets.KMNIST(root, train=True, download=False)
     test = torchvision.datasets.KMNIST(root, train=False, download=False)
     x, y = train.data.numpy(), train.targets.numpy()

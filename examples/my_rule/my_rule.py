@@ -7,17 +7,16 @@ backprop's benefit comes from the top of the network?) and a template for your o
 1. subclass ``walign.rules.Rule`` and register it for a model family ('cnn' or 'rnn');
 2. declare the options as typed keyword arguments of ``create`` (here ``layers``): walign builds
    ``rule=my_rule rule.layers=3`` from that and refuses values of the wrong type;
-3. ``pseudo_gradients`` turns a batch into one gradient per parameter (None: leave it alone).
+3. ``pseudo_gradients`` turns a batch into a ``Step``: the loss and one gradient per parameter
+   (None: leave it alone); ``self.exact(loss, params)`` is backprop's for ``params``.
 
 Make it visible to walign with ``pip install -e examples/my_rule`` (the entry point in
 pyproject.toml), or without installing: ``python main.py +rule_module=my_rule rule=my_rule``.
 """
 from __future__ import annotations
 
-import torch
-
 from walign.nets import initialize
-from walign.rules import Rule, Step, mse, register
+from walign.rules import Rule, mse, register
 
 
 @register("my_rule", "cnn")
@@ -37,7 +36,4 @@ class TopLayersBackprop(Rule):
         return cls(net, layers)
 
     def pseudo_gradients(self, x, target):
-        logits = self.net(x)
-        loss = mse(logits, target)
-        grads = torch.autograd.grad(loss, self.trained)
-        return Step(loss.detach(), logits.detach(), self.aligned(self.trained, grads))
+        return self.exact(mse(self.net(x), target), self.trained)  # backprop's gradient, for these only

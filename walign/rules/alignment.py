@@ -74,7 +74,7 @@ class GradientDescentWithWStar(Rule):
         grads = torch.autograd.grad(loss, self.gd_params)
         e = output_error(logits.detach(), target)
         star_grads = torch.autograd.grad(self.frozen(x), list(self.frozen.weights), grad_outputs=e)
-        return Step(loss.detach(), logits.detach(), list(grads) + list(star_grads))
+        return Step(loss.detach(), list(grads) + list(star_grads))
 
     @torch.no_grad()
     def scores(self) -> dict:

@@ -46,10 +46,9 @@ def output_error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Step:
-    """What one minibatch produced: detached loss and outputs, and one gradient per parameter
-    (None where the rule leaves a parameter untouched)."""
+    """What one minibatch produced: the detached loss, and one gradient per parameter (None
+    where the rule leaves a parameter untouched)."""
     loss: torch.Tensor
-    output: torch.Tensor
     grads: list[torch.Tensor | None]
 
 
@@ -123,6 +122,12 @@ class Rule:
             raise ValueError(f"state has {len(state['params'])} parameters, the rule {len(self.params)}")
         for param, value in zip(self.params, state["params"]):
             param.copy_(value)
+
+    def exact(self, loss: torch.Tensor, params: list[torch.Tensor] | None = None) -> Step:
+        """The step whose pseudo-gradients are the exact gradients of ``loss`` for ``params``
+        (default: all parameters); any other parameter is left untouched."""
+        params = self.params if params is None else params
+        return Step(loss.detach(), self.aligned(params, torch.autograd.grad(loss, params)))
 
     def aligned(self, targets: list[torch.Tensor], grads) -> list[torch.Tensor | None]:
         """Gradients computed for ``targets`` laid out in the order of ``self.params``."""

@@ -43,9 +43,7 @@ class Normal(Rule):
         return cls(net)
 
     def pseudo_gradients(self, x, target):
-        logits = self.net(x)
-        loss = mse(logits, target)
-        return Step(loss.detach(), logits.detach(), list(torch.autograd.grad(loss, self.params)))
+        return self.exact(mse(self.net(x), target))
 
 
 @register("last_layer", "cnn")
@@ -68,7 +66,7 @@ class LastLayer(Rule):
         logits = net.head(p)
         loss = mse(logits, target)
         head = [net.fc_weight, net.fc_bias]
-        return Step(loss.detach(), logits.detach(), self.aligned(head, torch.autograd.grad(loss, head)))
+        return self.exact(loss, head)
 
 
 @register("align_zero", "cnn")
@@ -92,7 +90,7 @@ class AlignZero(Rule):
             logits = self.net(x)
         e = output_error(logits, target)
         grads = torch.autograd.grad(self.frozen(x), self.frozen_params, grad_outputs=e)
-        return Step(mse(logits, target), logits, list(grads))
+        return Step(mse(logits, target), list(grads))
 
 
 @register("align_ada", "cnn")
@@ -137,7 +135,7 @@ class AlignAda(Rule):
         into_p = (e @ self.frozen.fc_weight) * self.frozen.fc_scale
         grads = torch.autograd.grad([*hs[:-1], p, logits], self.params,
                                     grad_outputs=[*signals, into_p, e])
-        return Step(mse(logits.detach(), target), logits.detach(), list(grads))
+        return Step(mse(logits.detach(), target), list(grads))
 
 
 class _FeedbackRule(Rule):
@@ -150,9 +148,7 @@ class _FeedbackRule(Rule):
         self.feedback = [f.to(device=device, dtype=net.fc_weight.dtype) for f in feedback]
 
     def pseudo_gradients(self, x, target):
-        logits = self.net(x, feedback=self.feedback)
-        loss = mse(logits, target)
-        return Step(loss.detach(), logits.detach(), list(torch.autograd.grad(loss, self.params)))
+        return self.exact(mse(self.net(x, feedback=self.feedback), target))
 
 
 @register("align_prop", "cnn")
@@ -223,4 +219,4 @@ class DirectFeedbackAlignment(Rule):
         e = output_error(logits.detach(), target)
         signals = [self.signal(l, e) for l in range(self.net.depth)]
         grads = torch.autograd.grad([*acts, logits], self.params, grad_outputs=[*signals, e])
-        return Step(mse(logits.detach(), target), logits.detach(), list(grads))
+        return Step(mse(logits.detach(), target), list(grads))
