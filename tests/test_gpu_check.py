@@ -10,7 +10,8 @@ from walign import cost
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["device", "packages", "pytest -m cuda", "step time fp32", "step time tf32", "one epoch", "summary"]
-CNN_RULES = {"normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer"}
+# every CNN rule walign ships, the paper's and sign symmetry; gpu_check.sh times each of them
+CNN_RULES = {"normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry"}
 
 
 def test_dry_run_writes_its_file_with_every_section(tmp_path):
