@@ -161,3 +161,48 @@ def test_wider_networks_align_better_after_the_same_short_training_on_the_embedd
     narrow, wide = mean_scores(8), mean_scores(32)
     assert wide[0] > narrow[0] + 0.05, (narrow, wide)
     assert wide[1] > narrow[1], (narrow, wide)
+
+
+def frozen_third_layer(nan_skip):
+    """A trained pair whose third conv layer never changed (GD and W* kernels reset to W(0))."""
+    rule = train_pair(6, steps=3, nan_skip=nan_skip)
+    with torch.no_grad():
+        rule.net.weights[2].copy_(rule.frozen.weights[2])
+        rule.star[2].copy_(rule.frozen.weights[2])
+    return rule
+
+
+def test_a_layer_that_never_changed_blanks_every_layer_as_the_released_code_does():
+    # its D = 0 makes every probe iteration NaN there; the released estimator then drops each
+    # iteration for all layers, so no layer has a score left (SPEC 7.3), and that is the default
+    scores = frozen_third_layer("all_layers").scores()
+    assert all(math.isnan(s) for s in scores["operator"])
+    default = build_rule("gd_wstar", ConvNet(NetSpec("cifar", 4, image_size=8)), 0)
+    assert default.nan_skip == "all_layers"
+
+
+def test_per_layer_skipping_keeps_the_other_layers_scores():
+    per_layer = frozen_third_layer("per_layer").scores()["operator"]
+    assert math.isnan(per_layer[2])
+    others = per_layer[:2] + per_layer[3:]
+    assert all(0 < s <= 1 for s in others)
+    # and the other layers' scores are those each layer gets alone (the same probes, in order)
+    rule = frozen_third_layer("per_layer")
+    initial, current = rule.frozen.weights, rule.net.weights
+    alone = []
+    for l in range(7):
+        d, d_star = current[l].detach() - initial[l], rule.star[l].detach() - initial[l]
+        alone.append(operator_score(d, d_star, rule.input_shapes[l], rule.strides[l], rule.pads[l], 10, 20,
+                                    rule.generator))
+    assert alone[:2] + alone[3:] == others
+
+
+def test_nan_skip_per_layer_keeps_the_run_directory_of_runs_made_before_the_option():
+    from walign.app import RunSpec
+    spec = RunSpec(dataset="embedded", rule="gd_wstar", width=8, lr=1.0, epochs=2, seed=0,
+                   batch_size=10, rule_options={"nan_skip": "per_layer", "iterations": 10})
+    assert "nan_skip" not in spec.identity()
+    coded = RunSpec(dataset="embedded", rule="gd_wstar", width=8, lr=1.0, epochs=2, seed=0,
+                    batch_size=10, rule_options={"nan_skip": "all_layers", "iterations": 10})
+    assert coded.identity()["nan_skip"] == "all_layers"
+    assert coded.run_directory() != spec.run_directory()

@@ -11,7 +11,7 @@ Two estimators:
 * ``operator_score``: the released code's. Delta and Sigma are Gram matrices of the whole
   convolution operator (stride and SAME padding included), estimated with Gaussian probes shaped
   like the layer's input: v = conv^T(conv(z, D)), each iteration's batch rescaled by its mean
-  |v|, sums over iterations, NaN iterations skipped.
+  |v|, sums over iterations, NaN iterations skipped (for every layer, as coded, or per layer).
 * ``kernel_score``: exact, with kernels reshaped to (C_out, 9 C_in) matrices (an extension).
 """
 from __future__ import annotations
@@ -38,25 +38,56 @@ def gram_probes(z: torch.Tensor, kernels: list[torch.Tensor], stride: int, pads)
     return backs
 
 
-def operator_scores(changes: list[torch.Tensor], pairs: list[tuple[int, int]], input_shape, stride: int,
-                    pads, iterations: int = 100, probes: int = 100,
-                    generator: torch.Generator | None = None) -> list[float]:
-    """The released estimator (SPEC 7.3) for several (change, change) pairs of one layer, all
-    sharing the same probes; ``input_shape`` is (C_in, H, W)."""
-    sums = torch.zeros(len(pairs), 3, dtype=torch.float64, device=changes[0].device)
-    for _ in range(iterations):
+def operator_terms(changes: list[torch.Tensor], pairs: list[tuple[int, int]], input_shape, stride: int,
+                   pads, iterations: int = 100, probes: int = 100,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Every iteration's (WD, WW, DD) of the released estimator (SPEC 7.3) for several
+    (change, change) pairs of one layer, all sharing the same probes; ``input_shape`` is
+    (C_in, H, W). Shape (iterations, pairs, 3), float64, NaN where an iteration degenerates."""
+    terms = torch.empty(iterations, len(pairs), 3, dtype=torch.float64, device=changes[0].device)
+    for it in range(iterations):
         z = torch.randn((probes, *input_shape), generator=generator, device=changes[0].device,
                         dtype=changes[0].dtype)
         vs = gram_probes(z, changes, stride, pads)  # the code's extra 1/C_out cancels in the rescaling
         # each v is divided by its batch's mean |v|; done on the sums, not the tensors (same value)
         scale = [v.abs().mean() for v in vs]
         for row, (i, j) in enumerate(pairs):
-            terms = torch.stack([(vs[i] * vs[j]).sum() / (scale[i] * scale[j]),
-                                 vs[i].pow(2).sum() / scale[i] ** 2,
-                                 vs[j].pow(2).sum() / scale[j] ** 2]).double() / probes
-            # the released code skips NaN iterations; masked on the device, so no sync per iteration
-            sums[row] += torch.where(torch.isnan(terms).any(), torch.zeros_like(terms), terms)
+            terms[it, row] = torch.stack([(vs[i] * vs[j]).sum() / (scale[i] * scale[j]),
+                                          vs[i].pow(2).sum() / scale[i] ** 2,
+                                          vs[j].pow(2).sum() / scale[j] ** 2]).double() / probes
+    return terms
+
+
+def skipped_iterations(layer_terms: list[torch.Tensor], nan_skip: str = "all_layers") -> list[torch.Tensor]:
+    """Which iterations each layer leaves out, as booleans (iterations, pairs): each pair is its own
+    estimate (the score, the permuted baseline). ``all_layers`` is the released code's rule (SPEC
+    7.3): an iteration in which any layer's value is NaN is dropped for every layer. ``per_layer``
+    drops it only where it is NaN (walign's behaviour before the option existed), so one degenerate
+    layer cannot blank the others' scores."""
+    own = [t.isnan().any(dim=2) for t in layer_terms]
+    if nan_skip == "per_layer":
+        return own
+    if nan_skip != "all_layers":
+        raise ValueError(f"nan_skip must be 'all_layers' or 'per_layer', got {nan_skip!r}")
+    anywhere = torch.stack(own).any(dim=0)
+    return [anywhere] * len(own)
+
+
+def combine(terms: torch.Tensor, skip: torch.Tensor) -> list[float]:
+    """S = sum WD / sqrt(sum WW * sum DD) over the iterations not skipped, for each pair; summed
+    iteration by iteration in order, masked on the device (no host read per iteration)."""
+    sums = torch.zeros(terms.shape[1:], dtype=torch.float64, device=terms.device)
+    for it in range(terms.shape[0]):
+        sums += torch.where(skip[it].unsqueeze(1), torch.zeros_like(terms[it]), terms[it])
     return [float(wd / math.sqrt(ww * dd)) if ww > 0 and dd > 0 else float("nan") for wd, ww, dd in sums.tolist()]
+
+
+def operator_scores(changes: list[torch.Tensor], pairs: list[tuple[int, int]], input_shape, stride: int,
+                    pads, iterations: int = 100, probes: int = 100,
+                    generator: torch.Generator | None = None) -> list[float]:
+    """The released estimator for one layer on its own (its own NaN iterations skipped)."""
+    terms = operator_terms(changes, pairs, input_shape, stride, pads, iterations, probes, generator)
+    return combine(terms, skipped_iterations([terms], "per_layer")[0])
 
 
 def operator_score(delta: torch.Tensor, delta_star: torch.Tensor, input_shape, stride: int, pads,

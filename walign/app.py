@@ -174,7 +174,9 @@ class RunSpec:
 
     def identity(self) -> dict:
         """The values that define the run (its directory is a hash of these)."""
-        return {"dataset": self.dataset, **self.data_options, "rule": self.rule, **self.rule_options,
+        omits = RULES[self.rule][self.family].identity_omits
+        options = {k: v for k, v in self.rule_options.items() if k not in omits or omits[k] != v}
+        return {"dataset": self.dataset, **self.data_options, "rule": self.rule, **options,
                 "width": self.width, "lr": self.lr, "epochs": self.epochs, "batch_size": self.resolved_batch_size(),
                 "seed": self.seed, "activation": self.activation, "parameterization": self.parameterization,
                 "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {}),

@@ -35,7 +35,7 @@ CONF_DIR = Path(walign.__file__).resolve().parents[1] / "conf"
 GRID_AXES = ("dataset", "rule", "width", "lr", "epochs", "batch_size", "seed", "activation", "parameterization",
              "optimizer", "train_size")
 # rule options that only decide what is measured about the trained network
-MEASUREMENT_OPTIONS = {"gd_wstar": ("score_epochs", "iterations", "probes", "permuted")}
+MEASUREMENT_OPTIONS = {"gd_wstar": ("score_epochs", "iterations", "probes", "permuted", "nan_skip")}
 # top-level options that identify a run, and their default when the config does not have the key
 # (compute_precision is newer than some runs: a run without it trained in fp32)
 TOP_LEVEL_OPTIONS = {"arch": "auto", "compute_precision": "fp32"}

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..alignment import kernel_score, operator_scores, permuted
+from ..alignment import combine, kernel_score, operator_terms, permuted, skipped_iterations
 from ..nets import initialize, same_padding
 from .base import Rule, Step, frozen_copy, mse, output_error, register
 
@@ -26,15 +26,21 @@ class GradientDescentWithWStar(Rule):
     Options: score_epochs (after which epochs to score; 'all' for Fig. 8; default in the config:
     the run's last epoch), iterations x probes (the released estimator's 100 x 100), permuted (also
     score Fig. 8's permuted-weights baseline), score_layers (the first N conv layers) and
-    score_strides (the strides used for scoring; the released KMNIST variant uses [1, 2, 2]).
+    score_strides (the strides used for scoring; the released KMNIST variant uses [1, 2, 2]) and
+    nan_skip (which layers drop a probe iteration that gave NaN: 'all_layers' as coded, or
+    'per_layer').
     """
     config_defaults = {"score_epochs": ["${epochs}"]}  # the run's last epoch (a Hydra interpolation)
+    # nan_skip came after runs existed that skipped per layer: that value stays out of their names
+    identity_omits = {"nan_skip": "per_layer"}
     passes = Rule.passes.replace(forward=2, input_grad=2, weight_grad=2, head_forward=2, head_input_grad=2)
 
     def __init__(self, net, score_epochs=(150,), iterations: int = 100, probes: int = 100,
                  permuted_baseline: bool = False, score_layers: int | None = None,
-                 score_strides: list[int] | None = None, probe_seed: int = 0):
+                 score_strides: list[int] | None = None, probe_seed: int = 0,
+                 nan_skip: Literal["all_layers", "per_layer"] = "all_layers"):
         super().__init__(net)
+        self.nan_skip = nan_skip
         self.frozen = frozen_copy(net, requires_grad=True)
         self.star = [nn.Parameter(w.detach().clone()) for w in net.weights]
         self.gd_params = self.params
@@ -51,10 +57,10 @@ class GradientDescentWithWStar(Rule):
     @classmethod
     def create(cls, net, seed, score_epochs: list[int] | Literal["all"] = (150,), iterations: int = 100,
                probes: int = 100, permuted: bool = False, score_layers: int | None = None,
-               score_strides: list[int] | None = None):
+               score_strides: list[int] | None = None, nan_skip: Literal["all_layers", "per_layer"] = "all_layers"):
         initialize(net, seed)
         epochs = score_epochs if score_epochs == "all" else list(score_epochs or ())
-        return cls(net, epochs, iterations, probes, permuted, score_layers, score_strides)
+        return cls(net, epochs, iterations, probes, permuted, score_layers, score_strides, nan_skip=nan_skip)
 
     def _geometry(self):
         """Input shape and SAME pads of every scored layer under the scoring strides."""
@@ -87,19 +93,24 @@ class GradientDescentWithWStar(Rule):
         if self.permuted_baseline:
             out.update(permuted_operator=[], permuted_kernel=[])
             shuffled = permuted(current)
+        terms, kernels = [], []
         for l in range(self.layers):
             d, d_star = current[l] - initial[l], self.star[l].detach() - initial[l]
             changes, pairs = [d, d_star], [(0, 1)]
             if self.permuted_baseline:
                 changes.append(shuffled[l] - initial[l])
                 pairs.append((2, 1))
-            found = operator_scores(changes, pairs, self.input_shapes[l], self.strides[l], self.pads[l],
-                                    self.iterations, self.probes, self.generator)
+            terms.append(operator_terms(changes, pairs, self.input_shapes[l], self.strides[l], self.pads[l],
+                                        self.iterations, self.probes, self.generator))
+            kernels.append([kernel_score(d, d_star)] + ([kernel_score(changes[2], d_star)] if self.permuted_baseline
+                                                         else []))
+        for layer_terms, skip, kernel in zip(terms, skipped_iterations(terms, self.nan_skip), kernels):
+            found = combine(layer_terms, skip)
             out["operator"].append(found[0])
-            out["kernel"].append(kernel_score(d, d_star))
+            out["kernel"].append(kernel[0])
             if self.permuted_baseline:
                 out["permuted_operator"].append(found[1])
-                out["permuted_kernel"].append(kernel_score(changes[2], d_star))
+                out["permuted_kernel"].append(kernel[1])
         out["seconds"] = time.perf_counter() - start
         return out
 

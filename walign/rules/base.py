@@ -86,6 +86,9 @@ class Rule:
     name = "?"
     family = "?"
     passes = Passes()  # what one step computes (see Passes); backprop's counts unless a rule says otherwise
+    # Options added after runs existed, at the value that reproduces the behaviour before them: at
+    # that value an option stays out of the run's identity, so those runs keep their directories.
+    identity_omits: dict = {}
 
     def __init__(self, net: nn.Module):
         self.net = net
