@@ -491,8 +491,13 @@ def test_a_real_embedded_run_fills_cifar10_cells_with_the_substitution(tmp_path)
     assert plain.returncode == 0, plain.stderr
     assert cell(cells(tmp_path / "plain", 6), method="Normal", width=8)["status"] == "missing"
 
-    proc = command(str(results), "--out", str(tmp_path / "out"), "--as", "cifar10=embedded")
+    # the installed command, started outside the repository, still composes conf/ for its variant
+    # test (Hydra must find walign's sweeper plugin, which conf/config.yaml names, from anywhere)
+    script = Path(sys.executable).parent / "walign-report"
+    proc = subprocess.run([str(script), str(results), "--out", str(tmp_path / "out"), "--as", "cifar10=embedded"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    assert "did not compose" not in (tmp_path / "out" / "REPORT.md").read_text()
     normal = cell(cells(tmp_path / "out", 6), method="Normal", width=8)
     assert normal["ours"] == pytest.approx(100 * summary["best_val_acc"], abs=1e-4)
     assert normal["chosen_run"] == summary_path.parent.relative_to(results).as_posix()
