@@ -126,10 +126,12 @@ def test_terminated_run_saves_mid_epoch_and_resumes_from_that_step(tmp_path, uni
     assert state["within_epoch"]["step"] == int(saved.group(2)) > 0
     assert state["epoch"] + 1 == int(saved.group(1))
     assert not (directory / "summary.json").exists()
+    assert not (directory / "claim.json").exists()  # released before the signal ended the process
 
     again = run_main(*ARGS, f"results_dir={tmp_path}")
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
+    assert "taking over" not in out
     assert f"resuming after epoch {state['epoch']}, step {state['within_epoch']['step']}" in out
     assert_same_run(directory, uninterrupted)
 

@@ -287,17 +287,18 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
     except OSError as err:
         raise WriteError(directory, err) from None
     try:
-        with Claim(directory, say):
+        with Claim(directory, say) as claim:
             done = finished_summary(directory, lambda *a, **k: None)  # finished while we waited?
             if done:
                 say(f"already {done['status']}: {directory}", flush=True)
                 return {**done, "run_dir": str(directory)}
-            return _run(spec, data, directory, device, config_yaml, say)
+            return _run(spec, data, directory, device, config_yaml, say, claim.release)
     except AlreadyRunning as err:
         return running(err.holder)
 
 
-def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml: str, say) -> dict:
+def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml: str, say,
+         release_claim=lambda: None) -> dict:
     """Train the claimed run in ``directory`` (see ``execute``)."""
     batch_size, identity = spec.resolved_batch_size(), spec.identity()
     cfg = TrainConfig(spec.epochs, spec.lr, batch_size, spec.optimizer, spec.seed, spec.eval_test)
@@ -350,6 +351,7 @@ def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml
 
     def on_signal():
         save_checkpoint()
+        release_claim()  # the signal ends this process next (kill's TERM at once): nothing more is written
         then = ("SLURM requeues the job, which resumes from there" if signal_name(signals.pending) == "SIGUSR2"
                 else "run the same command to resume")
         progress.close()
@@ -380,5 +382,7 @@ def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml
         write_json(directory / "summary.json", summary)
         if summary["status"] in FINISHED and not spec.keep_checkpoint:
             checkpoint.remove(ckpt_path)
+        if signals.pending is not None:
+            release_claim()  # kill's TERM ends the process at once: the next launch needs no takeover
         signals.deliver()  # a signal that came after the last step: the run is saved, now obey it
     return summary
