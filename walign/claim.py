@@ -100,11 +100,12 @@ def stale_reason(claim: dict, age: float, me: dict) -> str | None:
 
 
 def holder(directory: Path) -> dict | None:
-    """The claim of a process that may still be running the run in ``directory``, or None."""
+    """The claim of a process that may still be running the run in ``directory``, or None (as
+    ``Claim`` judges it from this process: a requeued SLURM job's own claim is not a holder)."""
     claim, age = _read(Path(directory) / CLAIM)
     if claim is None:
         return None
-    me = {"host": socket.gethostname(), "slurm_job": None}
+    me = {"host": socket.gethostname(), "slurm_job": slurm_job()}
     return None if stale_reason(claim, age, me) else claim
 
 
