@@ -153,21 +153,31 @@ def main(cfg: DictConfig):
     from walign.rules import import_rule_module
     from walign.runs import WriteError
 
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+
+    def cannot_write(message: str) -> str:
+        """One line; a single run exits 1, while in a sweep only this run has 'failed' (its
+        directory may be the only one affected) and the sweep goes on to the next."""
+        if not multirun:
+            fail(message, 1)
+        print(f"walign: error: {message}", file=sys.stderr, flush=True)
+        return "failed"
+
     try:
         if cfg.get("rule_module"):  # in a job process of its own (launcher=local or slurm)
             import_rule_module(cfg.rule_module)
         spec = RunSpec.from_config(cfg)
         summary = execute(spec, OmegaConf.to_yaml(cfg, resolve=True))
-    except ConfigError as err:
+    except ConfigError as err:  # bad values or missing data hold for the whole sweep: stop it here
         fail(str(err))
     except WriteError as err:
-        fail(f"{err}; nothing else was changed and the last checkpoint is kept: run the same command "
-             f"to resume once the file can be written", code=1)
+        return cannot_write(f"{err}; nothing else was changed and the last checkpoint is kept: run the same "
+                            f"command to resume once the file can be written")
     status = summary["status"]
     if status == "failed":
         print(f"walign: run failed: {summary['error']} (traceback: {summary['run_dir']}/error.log)",
               file=sys.stderr, flush=True)
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+        if not multirun:
             sys.exit(1)
     elif status != "running":
         print(f"{status}: {headline(summary)} -> {summary['run_dir']}", flush=True)

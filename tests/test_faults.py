@@ -493,11 +493,12 @@ BAD_INPUT = {  # id: (overrides, words the one line must contain)
     "results-dir-unwritable": (["results_dir={cwd}/locked/results"], ["{cwd}/locked", "not writable"]),
     "results-dir-read-only-mount": (["results_dir={cwd}/ro"], ["{cwd}/ro", "Read-only file system"]),
 }
-# refused sweeps: the same promise with -m (known gaps, see the xfail reason)
+# refused sweeps: the same promise with -m (every run is checked before Hydra writes its sweep folder)
 BAD_SWEEPS = {
     "sweep-lr-inf": (["-m", "lr=inf,1"], ["lr", "inf"]),
     "sweep-results-dir-a-file": (["-m", "results_dir={cwd}/a_file"], ["{cwd}/a_file"]),
     "sweep-results-dir-empty": (["-m", "results_dir="], ["results_dir", "empty"]),
+    "sweep-device-mps": (["-m", "device=mps", "width=4,6"], ["mps"]),
 }
 
 
@@ -580,9 +581,6 @@ def test_bad_input_is_refused_in_one_line_with_nothing_written(refused, name):
     check_refused(refused, name, BAD_INPUT)
 
 
-@pytest.mark.xfail(strict=True, reason="gap: a -m sweep is checked only after Hydra created its sweep folder "
-                   "(results_dir/.hydra/multirun/<time>, /.hydra for an empty results_dir); results_dir is not "
-                   "checked at all (traceback)")
 @pytest.mark.parametrize("name", list(BAD_SWEEPS))
 def test_bad_sweep_is_refused_in_one_line_with_nothing_written(refused, name):
     check_refused(refused, name, BAD_SWEEPS)
@@ -722,8 +720,6 @@ def test_sweep_with_a_failed_run_exits_nonzero_after_a_summary_line(tmp_path, mo
     assert len(done) == 2 and all(status(d) == "complete" and epochs(d) == [1] for d in done)
 
 
-@pytest.mark.xfail(strict=True, reason="gap: a run that cannot write its files inside a -m sweep ends the whole "
-                   "sweep (main.py exits from inside the job), so later runs are not launched and no tally is printed")
 def test_sweep_with_a_run_that_cannot_write_goes_on_and_exits_nonzero(tmp_path):
     """One run of a `-m` sweep cannot write its metrics (a directory stands where metrics.jsonl
     goes): that run is one line, the sweep runs the others, prints its tally naming the failed

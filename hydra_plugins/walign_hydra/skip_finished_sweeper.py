@@ -23,27 +23,45 @@ class _LaunchUnfinished:
     def __init__(self, launcher, hydra_context, config):
         self.launcher, self.hydra_context, self.config = launcher, hydra_context, config
         self.outcomes: dict[str, list[str]] = {}   # status -> run directories
+        self.specs: dict[tuple, object] = {}        # a run's overrides -> its checked RunSpec
         self.directories: dict[tuple, str] = {}    # a run's overrides -> its run directory
 
-    def plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[list, int, int, float]:
-        """(runs to launch, finished, running elsewhere, FLOPs to launch); exits 2 on a bad run
-        before launching any."""
-        from walign.app import RunSpec, finished_summary
-        from walign.claim import holder
-        from walign.cost import run_flops
+    def check(self, job_overrides: Sequence[Sequence[str]]) -> None:
+        """Every run's values and what they need from this machine (device, a writable
+        results_dir), before anything is written; exits 2 with one line on the first bad run."""
+        from walign.app import RunSpec, check_results_dir
         from walign.errors import ConfigError
 
-        todo, finished, running, flops = [], 0, 0, 0.0
+        # SLURM runs on other machines: the device is theirs to check (this login node may have no
+        # GPU), while results_dir is the shared directory they all write to
+        remote = "slurm" in str(self.config.hydra.launcher.get("_target_", "")).lower()
+        checked = set()
         for overrides in job_overrides:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             try:
-                spec = RunSpec.from_config(cfg)
+                spec = self.specs[tuple(overrides)] = RunSpec.from_config(cfg)
+                if (spec.device, spec.results_dir) not in checked:
+                    check_results_dir(spec.results_dir) if remote else spec.check_environment()
+                    checked.add((spec.device, spec.results_dir))
             except ConfigError as err:
                 print(f"walign: error: {err} (in the sweep run {' '.join(overrides)})", file=sys.stderr)
                 sys.exit(2)
+
+    def plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[list, int, int, float]:
+        """(runs to launch, finished, running elsewhere, FLOPs to launch)."""
+        from walign.app import finished_summary
+        from walign.claim import holder
+        from walign.cost import run_flops
+
+        todo, finished, running, flops = [], 0, 0, 0.0
+        for overrides in job_overrides:
+            if tuple(overrides) not in self.specs:
+                self.check([overrides])
+            spec = self.specs[tuple(overrides)]
             directory = spec.run_directory()
             self.directories[tuple(overrides)] = str(directory)
-            if finished_summary(directory):
+            # quietly: an unreadable summary is reported once, by the run that redoes it
+            if finished_summary(directory, say=lambda *a, **k: None):
                 finished += 1
             elif holder(directory) is not None:
                 running += 1
@@ -91,6 +109,12 @@ class SkipFinishedSweeper(BasicSweeper):
         self.launcher = _LaunchUnfinished(self.launcher, hydra_context, config)
 
     def sweep(self, arguments: list[str]) -> Any:
+        # Hydra's sweep starts by creating its folder under results_dir: check every run first,
+        # so a refused sweep leaves nothing on disk
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+        self.launcher.check([job for batch in self.split_arguments(overrides, None) for job in batch])
         returns = super().sweep(arguments)
         if self.launcher.tally():
             sys.exit(1)
