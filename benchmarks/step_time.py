@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from walign import cost, precision  # noqa: E402
+from walign.allocator import keep_freed_memory  # noqa: E402
 from walign.nets import ConvNet, NetSpec  # noqa: E402
 from walign.rules import build_rule  # noqa: E402
 
@@ -103,6 +104,7 @@ def _status_mb(key):
 def child(rule_name, width, batch):
     """Peak RSS growth (MB) from just before building the net to after 3 steps (Linux: the
     high-water mark is reset through /proc/self/clear_refs so imports do not count)."""
+    keep_freed_memory()  # as a CPU training run does (walign/app.py)
     torch.rand(1)  # torch fully loaded before the baseline
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -144,6 +146,8 @@ def main():
         precision.configure(MODE["precision"], "cpu")
         return child(args.child[0], int(args.child[1]), int(args.child[2]))
     device = torch.device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as a CPU training run does (walign/app.py)
     rules = ["normal"] + [r for r in args.rules if r != "normal"]
     print(f"# step time and peak memory, batch {args.batch}, CIFAR 7-conv net")
     print(f"# machine: {machine(device)}; torch {torch.__version__}; device {device}")

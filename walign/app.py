@@ -20,6 +20,7 @@ import torch
 
 from . import __version__
 from . import checkpoint, precision
+from .allocator import keep_freed_memory
 from .configs import register_configs
 from .claim import AlreadyRunning, Claim, describe, holder
 from .data import DATASETS, loader_keys
@@ -277,6 +278,8 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
 
     if (claim := holder(directory)) is not None:  # cheap early answer; the claim below decides
         return running(claim)
+    if device.type == "cpu":
+        keep_freed_memory()  # each step reuses the pages of the last (walign/allocator.py)
     data = load_data(spec.dataset, device, **spec.loading, **spec.data_options)
     if spec.resolved_batch_size() > len(data.train):
         raise ConfigError(f"batch_size {spec.resolved_batch_size()} exceeds the {len(data.train)} training examples")
