@@ -7,7 +7,9 @@
 
 One step = rule.pseudo_gradients on a batch of 100 CIFAR-shaped images + an SGD step, exactly
 what the training loop does. All rules are timed in the same process, in interleaved rounds
-(every rule once per round) so drift hits them alike; the median over rounds is reported. On a GPU
+(every rule once per round) so drift hits them alike. ms/step is the median over rounds; "x Normal"
+is the median over rounds of the rule's time divided by Normal's in the same round, printed with
+its range, which shows how much a shared machine moved the result. On a GPU
 the clock is a pair of CUDA events and memory is torch's peak allocation during the steps. On a
 CPU, memory is the peak resident-set growth of a fresh child process that builds the net and
 rule and runs three steps (torch's CPU allocator keeps no statistics; Linux only).
@@ -90,10 +92,14 @@ def gpu_peak_mb(rule_name, width, device, batch):
     return peak / 2**20
 
 
-def cpu_peak_mb(rule_name, width, batch):
-    out = subprocess.run([sys.executable, __file__, "--child", rule_name, str(width), str(batch),
-                          "--precision", MODE["precision"]], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+def cpu_peak_mb(rule_name, width, batch, runs=1):
+    """Median over ``runs`` fresh processes: glibc's arenas make one process's peak vary by ~10%."""
+    peaks = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, __file__, "--child", rule_name, str(width), str(batch),
+                              "--precision", MODE["precision"]], capture_output=True, text=True, check=True)
+        peaks.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(peaks)
 
 
 def _status_mb(key):
@@ -137,6 +143,8 @@ def main():
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=precision.PRECISIONS)
     ap.add_argument("--memory", choices=["auto", "none"], default="auto",
                     help="none: skip the peak-memory measurement (the CPU's costs a process per rule)")
+    ap.add_argument("--memory-runs", type=int, default=1,
+                    help="CPU: processes per rule whose median peak is reported")
     ap.add_argument("--throughput", action="store_true", help="also print machine-readable throughput lines")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -173,22 +181,26 @@ def main():
                 elif device.type == "cuda":
                     mb = gpu_peak_mb(r, width, device, args.batch)
                 else:
-                    mb = cpu_peak_mb(r, width, args.batch)
+                    mb = cpu_peak_mb(r, width, args.batch, args.memory_runs)
                 flops = cost.step_flops(r, width, args.batch)["total"]
                 rows.append({"width": width, "rule": r, "precision": mode, "ms_per_step": ms, "peak_mb": mb,
                              "flops_per_step": flops, "tflops": flops / (ms / 1000) / 1e12})
             base = next(x for x in rows if x["width"] == width and x["rule"] == "normal" and x["precision"] == mode)
             for x in rows:
                 if x["width"] == width and x["precision"] == mode:
-                    x["time_ratio"] = x["ms_per_step"] / base["ms_per_step"]
+                    # paired: each round's time over Normal's in the same round, so a slow spell of a
+                    # shared machine cancels out; the median and the range over rounds are kept
+                    paired = [t / n for t, n in zip(times[x["rule"]], times["normal"])]
+                    x["time_ratio"] = statistics.median(paired)
+                    x["time_ratio_range"] = (min(paired), max(paired))
                     x["memory_ratio"] = x["peak_mb"] / base["peak_mb"] if base["peak_mb"] else float("nan")
-    print("| width | rule | precision | ms/step | x Normal | peak MB | x Normal | TFLOP/s |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    print("| width | rule | precision | ms/step | x Normal | (range over rounds) | peak MB | x Normal | TFLOP/s |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
     def number(value, digits=1):
         return "—" if value != value else f"{value:.{digits}f}"  # NaN: not measured
     for x in rows:
         print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['ms_per_step']:.1f} | {x['time_ratio']:.2f} "
-              f"| {number(x['peak_mb'])} | {number(x['memory_ratio'], 2)} | {x['tflops']:.2f} |")
+              f"| {x['time_ratio_range'][0]:.2f}-{x['time_ratio_range'][1]:.2f} | {number(x['peak_mb'])} | {number(x['memory_ratio'], 2)} | {x['tflops']:.2f} |")
     if args.throughput:
         for x in rows:
             print("throughput " + json.dumps({"card": machine(device), "device": str(device), "precision": x["precision"],
