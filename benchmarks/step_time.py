@@ -149,6 +149,8 @@ def main():
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.memory_runs < 1:
+        ap.error(f"--memory-runs must be at least 1, got {args.memory_runs}")
     if args.child:
         MODE["precision"] = args.precision[0]
         precision.configure(MODE["precision"], "cpu")
@@ -200,7 +202,8 @@ def main():
         return "—" if value != value else f"{value:.{digits}f}"  # NaN: not measured
     for x in rows:
         print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['ms_per_step']:.1f} | {x['time_ratio']:.2f} "
-              f"| {x['time_ratio_range'][0]:.2f}-{x['time_ratio_range'][1]:.2f} | {number(x['peak_mb'])} | {number(x['memory_ratio'], 2)} | {x['tflops']:.2f} |")
+              f"| {x['time_ratio_range'][0]:.2f}-{x['time_ratio_range'][1]:.2f} "
+              f"| {number(x['peak_mb'])} | {number(x['memory_ratio'], 2)} | {x['tflops']:.2f} |")
     if args.throughput:
         for x in rows:
             print("throughput " + json.dumps({"card": machine(device), "device": str(device), "precision": x["precision"],
