@@ -10,13 +10,21 @@ A claim whose holder is gone is taken over, with a line saying so:
 
 * on the same host, when its pid no longer exists (a killed run);
 * anywhere, when its heartbeat (the file's mtime) is older than ``STALE_AFTER`` seconds (a node
-  that died or lost the file system; this assumes the hosts' clocks agree within a few minutes,
-  as NTP keeps them on any cluster);
+  that died or lost the file system);
 * at once, when the claimant is the same SLURM job (a requeued job resuming its own run).
 
 Taking over renames the stale file to a private name first, so of two processes that find the
 same stale claim only one wins; a process that renamed away a claim that was not the one it
-judged (it was replaced meanwhile) puts it back.
+judged (it was replaced meanwhile) puts it back. Whatever else stands at the claim's name (a
+directory, a FIFO) is a damaged claim: it is never read, and taking over renames it to
+``claim.json.bad-<time>``.
+
+Clocks. A heartbeat more than ``CLOCK_SKEW`` seconds in the future (a node whose clock runs ahead,
+or a touched file) says nothing about how long ago its holder was alive, so it would block the run
+for ever. Whoever finds one re-dates it to its own clock's now, with a line saying so: from then
+on its age is measured by that clock, and the normal stale bound applies. A live holder's next
+heartbeat simply moves the time again; re-dating only ever makes a claim look fresher, so it can
+never cause a live claim to be taken over.
 """
 from __future__ import annotations
 
@@ -28,12 +36,13 @@ import time
 import uuid
 from pathlib import Path
 
-from .runs import Unreadable, WriteError, read_bytes
+from .runs import Unreadable, WriteError, loads_strict, read_bytes, set_aside
 
 CLAIM = "claim.json"
 HEARTBEAT = 30.0       # seconds between touches of a live claim
 STALE_AFTER = 600.0    # a claim not touched for this long is abandoned
 UNWRITTEN_GRACE = 10.0  # a claim file still empty after this long was left by a crash mid-create
+CLOCK_SKEW = 300.0     # a heartbeat further than this in the future is re-dated (see the docstring)
 
 
 class AlreadyRunning(Exception):
@@ -80,7 +89,7 @@ def _read(path: Path) -> tuple[dict | None, float | None]:
     if data is None:
         return None, None
     try:
-        claim = json.loads(data.decode())
+        claim = loads_strict(data.decode())  # (a depth bound: deep nesting is damage, not a crash)
     except (UnicodeDecodeError, ValueError):
         return {}, age
     return (claim if isinstance(claim, dict) else {}), age
@@ -99,12 +108,29 @@ def stale_reason(claim: dict, age: float, me: dict) -> str | None:
     return None
 
 
-def holder(directory: Path) -> dict | None:
+def _redate_future(path: Path, age: float | None, say) -> float | None:
+    """A heartbeat beyond CLOCK_SKEW in the future is re-dated to now (see the module docstring);
+    returns the age to judge the claim by."""
+    if age is None or age >= -CLOCK_SKEW:
+        return age
+    try:
+        os.utime(path, follow_symlinks=False)
+    except OSError:
+        pass  # gone, or not ours to touch: judged as fresh this time all the same
+    say(f"{path}: its heartbeat is {-age / 3600:.1f} hours in the future (a clock more than "
+        f"{CLOCK_SKEW / 60:.0f} minutes off, or a touched file); re-dated to this host's clock, so the claim is "
+        f"taken over if nothing refreshes it for {STALE_AFTER / 60:.0f} minutes", flush=True)
+    return 0.0
+
+
+def holder(directory: Path, say=print) -> dict | None:
     """The claim of a process that may still be running the run in ``directory``, or None (as
     ``Claim`` judges it from this process: a requeued SLURM job's own claim is not a holder)."""
-    claim, age = _read(Path(directory) / CLAIM)
+    path = Path(directory) / CLAIM
+    claim, age = _read(path)
     if claim is None:
         return None
+    age = _redate_future(path, age, say)
     me = {"host": socket.gethostname(), "slurm_job": slurm_job()}
     return None if stale_reason(claim, age, me) else claim
 
@@ -136,6 +162,7 @@ class Claim:
             claim, age = _read(self.path)
             if claim is None:
                 continue  # released between our create and our read: try again
+            age = _redate_future(self.path, age, self.say)
             reason = stale_reason(claim, age, self.me)
             if reason is None:
                 if not claim:  # being written right now by its creator
@@ -179,7 +206,10 @@ class Claim:
                 pass
             aside.unlink(missing_ok=True)
             return False
-        aside.unlink(missing_ok=True)
+        try:
+            aside.unlink(missing_ok=True)
+        except OSError:  # a directory stood at the claim's name: keep it, under a name that says so
+            set_aside(aside, CLAIM)
         return True
 
     def _ours(self) -> bool:

@@ -22,6 +22,9 @@ import hashlib
 import json
 import math
 import os
+import secrets
+import stat
+import time
 from pathlib import Path
 
 SUMMARY = "summary.json"
@@ -30,6 +33,9 @@ STATUSES = ("complete", "diverged", "failed")
 # keys every summary.json walign writes has, with the type each must have
 SUMMARY_KEYS = {"status": str, "dataset": str, "rule": str, "width": int, "lr": (int, float), "seed": int,
                 "epochs": int, "epochs_done": int}
+# the values a real run can have: anything else (a width of 1e30) is not a run's summary
+SUMMARY_RANGES = {"width": (1, 2**20), "epochs": (1, 10**7), "epochs_done": (0, 10**7),
+                  "lr": (1e-12, 1e6), "seed": (0, 2**32 - 1)}
 # the keys of a summary.json besides the run's identity (and compute_precision, which identifies
 # a run except at its default fp32): what the run did, where, and its results. The report tells
 # identity from results by this list.
@@ -76,22 +82,43 @@ def run_dir(results_dir: str | os.PathLike, identity: dict) -> Path:
 # ----------------------------------------------------------------------------- writing
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write via a temporary file, fsync and rename, so a kill never leaves a half-written file and
-    a symbolic link at ``path`` is replaced, not followed. On failure the temporary file is
-    removed, the old file is untouched, and a ``WriteError`` names the file."""
+    a symbolic link at ``path`` is replaced, not followed. The temporary file gets a random name
+    and is created with O_CREAT | O_EXCL | O_NOFOLLOW, so nothing planted at a guessable name (a
+    link to a file elsewhere) can receive the bytes. On failure the temporary file is removed, the
+    old file is untouched, and a ``WriteError`` names the file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        raise WriteError(path, err) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:  # a full disk, or a second stop signal in the middle of the write
         try:
             tmp.unlink()
         except OSError:
             pass
-        raise WriteError(path, err) from None
+        if isinstance(err, OSError):
+            raise WriteError(path, err) from None
+        raise
+
+
+def set_aside(path: Path, name: str | None = None) -> Path:
+    """Rename a state file that must not be used (or whatever stands at its name: a link, a
+    directory, a FIFO) to ``<name>.bad-<time>`` beside it (``name``: the file's own by default),
+    kept for whoever wants to look at it; returns the new path."""
+    path = Path(path)
+    stamp, name = time.strftime("%Y%m%d-%H%M%S"), name or path.name
+    aside, n = path.with_name(f"{name}.bad-{stamp}"), 1
+    while os.path.lexists(aside):
+        aside, n = path.with_name(f"{name}.bad-{stamp}-{n}"), n + 1
+    os.rename(path, aside)
+    return aside
 
 
 def strict(obj):
@@ -125,18 +152,34 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- reading
-def read_bytes(path: Path) -> bytes | None:
-    """The file's bytes, None if it does not exist; Unreadable for a link or an I/O error."""
+KIND = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+        stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+MAX_STATE_BYTES = 64 * 2**20   # summary.json, claim.json, metrics.jsonl: far above what a run writes
+
+
+def read_bytes(path: Path, limit: int = MAX_STATE_BYTES) -> bytes | None:
+    """The file's bytes, None if it does not exist; Unreadable for a link, anything that is not
+    a regular file (a directory, a FIFO: opened without blocking, never read), a file larger than
+    ``limit`` bytes, or an I/O error."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as err:
         if os.path.islink(path):
             raise Unreadable(path, f"a symbolic link to {os.readlink(path)} (not followed)") from None
         raise Unreadable(path, err.strerror or str(err)) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Unreadable(path, f"{KIND.get(stat.S_IFMT(info.st_mode), 'not a regular file')}, not a file")
+        raise Unreadable(path, f"{info.st_size} bytes, more than the {limit} a walign state file may have")
     with os.fdopen(fd, "rb") as f:
-        return f.read()
+        try:
+            return f.read()
+        except OSError as err:
+            raise Unreadable(path, err.strerror or str(err)) from None
 
 
 def _refuse_constant(name):
@@ -144,8 +187,12 @@ def _refuse_constant(name):
 
 
 def loads_strict(text: str):
-    """json.loads that rejects the NaN / Infinity literals plain json accepts."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    """json.loads that rejects the NaN / Infinity literals plain json accepts, and nesting deeper
+    than the interpreter's recursion limit (ValueError instead of RecursionError)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def check_summary(summary, path) -> dict:
@@ -161,6 +208,14 @@ def check_summary(summary, path) -> dict:
             raise Unreadable(path, f"{key} is {value!r}")
     if summary["status"] not in STATUSES:
         raise Unreadable(path, f"unknown status {summary['status']!r}")
+    for key, (low, high) in SUMMARY_RANGES.items():
+        value = summary[key]
+        if not math.isfinite(value):
+            raise Unreadable(path, f"{key} is {value!r}")
+        if not low <= value <= high:
+            raise Unreadable(path, f"{key} is {value!r}, outside {low:g}..{high:g}")
+    if summary["epochs_done"] > summary["epochs"]:
+        raise Unreadable(path, f"epochs_done {summary['epochs_done']} exceeds epochs {summary['epochs']}")
     return summary
 
 

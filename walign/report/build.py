@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..runs import write_atomic
 from . import figures, tables
 from .collect import Collection, scan
 
@@ -146,7 +147,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
         used.update(item["used"])
         files += item["files"]
     unused = sorted(set(usable["path"]) - used)
-    (out / INDEX).write_text(_index(collection, built, drawn, unused))
+    write_atomic(out / INDEX, _index(collection, built, drawn, unused))
     cells = pd.concat([cells for cells, _ in built.values()])
     n = tables.counts(cells)
     return Summary(out, len(collection.runs), len(usable), n["cells"], n["missing"],

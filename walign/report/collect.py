@@ -123,7 +123,9 @@ def scan(results_dir: str | os.PathLike, substitutions: dict[str, str] | None = 
         problems.append((where, f"{err.strerror or err}; not scanned"))
 
     for here, dirnames, filenames in os.walk(root, onerror=walk_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # a directory standing at a state file's name is that file, damaged: not a folder of runs
+        filenames = filenames + [d for d in dirnames if d in (SUMMARY, METRICS)]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in (SUMMARY, METRICS))
         directory = Path(here)
         relpath = directory.relative_to(root).as_posix()
         if SUMMARY not in filenames:

@@ -14,6 +14,7 @@ byte-identical.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from matplotlib.lines import Line2D
 
 from ..paper import METHOD_OF_RULE
+from ..runs import write_atomic
 from . import tables as tables_module
 from .protocol import ALIGNMENT_RULE, ALIGNMENT_SCORE, WIDTHS, candidates, scored_epochs
 
@@ -214,9 +216,13 @@ def plot_by_rule(ctx: Context, ax, cells: pd.DataFrame, x: str, split: str, styl
 
 
 def save(figure: Figure, out: Path, stem: str) -> list[str]:
-    """PNG and PDF with no timestamp or software stamp: identical bytes on every rerun."""
-    figure.savefig(out / f"{stem}.png", dpi=130, metadata={"Software": None})
-    figure.savefig(out / f"{stem}.pdf", metadata={"CreationDate": None, "Producer": None})
+    """PNG and PDF with no timestamp or software stamp: identical bytes on every rerun. Written
+    atomically and never through a link planted at the name (walign.runs.write_atomic)."""
+    for suffix, metadata, extra in (("png", {"Software": None}, {"dpi": 130}),
+                                    ("pdf", {"CreationDate": None, "Producer": None}, {})):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=suffix, metadata=metadata, **extra)
+        write_atomic(out / f"{stem}.{suffix}", buffer.getvalue())
     return [f"{stem}.png", f"{stem}.pdf"]
 
 

@@ -25,6 +25,7 @@ from typing import Callable
 import pandas as pd
 
 from .. import paper
+from ..runs import write_atomic
 from .protocol import (ALIGNMENT, ALIGNMENT_RULE, LR_ADAM, LR_GRID, SMALL_LR, Cell, best_accuracy,
                        candidates, epoch1_accuracy, lr_in, alignment_cell, min_loss, seed_statistics)
 
@@ -372,7 +373,7 @@ def to_csv(cells: pd.DataFrame) -> str:
 def write(cells: pd.DataFrame, spec: TableSpec, out: Path, substitutions: dict[str, str]) -> list[str]:
     """Write the three files; return their names."""
     names = [f"{spec.stem}.md", f"{spec.stem}.csv", f"{spec.stem}.tex"]
-    (out / names[0]).write_text(to_markdown(cells, spec, substitutions))
-    (out / names[1]).write_text(to_csv(cells))
-    (out / names[2]).write_text(to_latex(cells, spec))
+    write_atomic(out / names[0], to_markdown(cells, spec, substitutions))
+    write_atomic(out / names[1], to_csv(cells))
+    write_atomic(out / names[2], to_latex(cells, spec))
     return names
