@@ -7,6 +7,12 @@ every step; when it is set, the run saves a checkpoint at that step boundary and
 signal to whatever would have handled it otherwise (submitit's requeue handler, Python's
 KeyboardInterrupt, or the default termination). The requeued or restarted run then continues
 from that step, with the same results as a run that was never stopped.
+
+Stop means stop: if that handler returns instead of ending the process (submitit "bypasses"
+SIGTERM; a process started in the background of a script inherits SIGINT as ignored), walign
+ends the process itself with ``Stopped``, a SystemExit whose status is 128 + the signal's number,
+as a shell reports a process the signal ended. A run that said it stopped can therefore never
+train on beside the relaunch that resumes it.
 """
 from __future__ import annotations
 
@@ -16,6 +22,14 @@ import threading
 
 def signal_name(signum) -> str | None:
     return signal.Signals(signum).name if signum is not None else None
+
+
+class Stopped(SystemExit):
+    """The run saved its state after a stop signal and the process now ends (status 128 + signum)."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + int(signum))
+        self.signum = int(signum)
 
 
 SIGNALS = tuple(s for s in (getattr(signal, "SIGUSR2", None), signal.SIGTERM, signal.SIGINT) if s is not None)
@@ -30,6 +44,7 @@ class DeferredSignals:
 
     def __init__(self, signals=SIGNALS):
         self.signals, self.previous, self.received = signals, {}, None
+        self.obeying = False  # set once a stop has been decided: whatever happens next, the process ends
 
     def __enter__(self) -> "DeferredSignals":
         if threading.current_thread() is threading.main_thread():
@@ -46,12 +61,25 @@ class DeferredSignals:
         already = self.received is not None
         self.received = signum
         if already:  # a second signal before the next step boundary (a long evaluation): obey it now
-            self.deliver()
+            self.obey()
 
     @property
     def pending(self) -> int | None:
         """The signal received and not yet delivered, or None."""
         return self.received
+
+    def obey(self) -> None:
+        """Deliver the held-back signal and end the process: if its previous handler returns (or
+        raises KeyboardInterrupt), raise ``Stopped``. Does nothing without a pending signal."""
+        signum = self.received
+        if signum is None:
+            return
+        self.obeying = True
+        try:
+            self.deliver()
+        except KeyboardInterrupt:
+            pass
+        raise Stopped(signum)
 
     def deliver(self) -> None:
         """Give the held-back signal to its previous handler; usually this does not return

@@ -19,15 +19,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .interrupt import Stopped  # noqa: F401  (raised through here; main.py names it)
 from .rules import Rule
 
 OPTIMIZERS = ("sgd", "adam")
 TEST_RNG_OFFSET = 7919  # the official-test evaluation RNG is seeded with seed + this (mod 2**32)
 NUMPY_SEEDS = 2**32     # numpy's legacy RandomState takes seeds 0 .. 2**32 - 1
-
-
-class Stopped(KeyboardInterrupt):
-    """Ctrl-C after the run saved its state at a step boundary and said so."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +77,16 @@ class TrainState:
         self.epoch = 0
         self.within: dict | None = None  # {"step", "order_rng", "loss_sum", "seconds"} mid-epoch
 
+    def owner(self) -> dict:
+        """What this state records of the run it belongs to, checked again on restore (besides
+        the run's identity, which the app stores): a file copied from another run and given this
+        run's identity still says whose it is."""
+        return {"rule": self.rule.name, "family": self.rule.family, "lr": self.cfg.lr, "seed": self.cfg.seed,
+                "epochs": self.cfg.epochs, "batch_size": self.cfg.batch_size, "optimizer": self.cfg.optimizer}
+
     def snapshot(self) -> dict:
-        state = {"epoch": self.epoch, "rule": self.rule.state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {"epoch": self.epoch, "owner": self.owner(), "rule": self.rule.state_dict(),
+                 "optimizer": self.optimizer.state_dict(),
                  "rng": _numpy_state(self.rng), "test_rng": _numpy_state(self.test_rng),
                  "torch_rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -96,7 +101,12 @@ class TrainState:
         """Load a snapshot; ValueError (naming what is wrong) if it does not fit this run."""
         try:
             self.rule.load_state_dict(state["rule"])
+            # the moments and step counts come from the file; lr and every other hyper-parameter
+            # from this run's config
+            hyper = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
             self.optimizer.load_state_dict(state["optimizer"])
+            for group, mine in zip(self.optimizer.param_groups, hyper):
+                group.update(mine)
             _set_numpy_state(self.rng, state["rng"])
             _set_numpy_state(self.test_rng, state["test_rng"])
             torch.set_rng_state(state["torch_rng"])
@@ -114,6 +124,12 @@ class TrainState:
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
             what = f"missing {err}" if isinstance(err, KeyError) else str(err).splitlines()[0][:200]
             raise ValueError(f"does not fit this run ({type(err).__name__}: {what})") from None
+        owner = state.get("owner")
+        if owner != self.owner():
+            mine = self.owner()
+            differ = [f"{key} {owner.get(key)!r}, not {mine[key]!r}" for key in mine if owner.get(key) != mine[key]] \
+                if isinstance(owner, dict) else [f"records no owner ({owner!r})"]
+            raise ValueError(f"was saved by another run ({'; '.join(differ)})")
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -129,7 +145,7 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
 
     With ``signals`` (a walign.interrupt.DeferredSignals), a stop signal is noticed after the
     current step: ``state.within`` is set to the position in the epoch, ``on_signal()`` is called
-    (to save it), then the signal is delivered. ``autocast()`` wraps each step's and evaluation's
+    (to save it), then the signal is obeyed, which ends the process (walign.interrupt). ``autocast()`` wraps each step's and evaluation's
     compute (walign.precision).
 
     ``data`` is a ``walign.data.Task``: ``data.train.batches(rng, batch_size)`` yields (inputs,
@@ -172,10 +188,7 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
                                 "seconds": earlier + time.perf_counter() - start}
                 if on_signal is not None:
                     on_signal()
-                try:
-                    signals.deliver()  # usually ends the process (requeue, KeyboardInterrupt, termination)
-                except KeyboardInterrupt:
-                    raise Stopped() from None
+                signals.obey()  # ends the process: the previous handler's way (requeue, termination) or Stopped
         state.within = None
         train_loss = loss_sum.item() / max(steps, 1)
         with autocast():
