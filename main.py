@@ -10,9 +10,19 @@ value) are reported in one line, before Hydra or any training starts.
 """
 from __future__ import annotations
 
+import signal
+import sys
+
+if __name__ == "__main__":  # Ctrl-C while the libraries below load: one line, not a traceback
+    ORIGINAL_SIGINT = signal.getsignal(signal.SIGINT)
+
+    def _stopped_early(signum, frame):
+        print("walign: stopped (Ctrl-C) before any run started", file=sys.stderr, flush=True)
+        raise SystemExit(130)
+    signal.signal(signal.SIGINT, _stopped_early)
+
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import hydra
@@ -60,11 +70,26 @@ def group_keys(group: str, choice: str) -> list[str]:
     return keys
 
 
-def check_overrides(args: list[str]) -> None:
+def hydra_flags(args: list[str]):
+    """Hydra's own reading of the command line (its flags, and the overrides in ``.overrides``);
+    a flag mistake is one line. Flags that would load a configuration other than conf/config.yaml
+    are refused: every check here and in the sweeper reads conf/."""
+    from hydra._internal.utils import get_args_parser
+    parser = get_args_parser()
+    parser.error = lambda message: fail(f"{message} (see python main.py --help)")
+    parsed = parser.parse_args(args)
+    for flag, given in (("--config-path/-cp", parsed.config_path), ("--config-name/-cn", parsed.config_name),
+                        ("--config-dir/-cd", parsed.config_dir), ("--experimental-rerun", parsed.experimental_rerun)):
+        if given is not None:
+            fail(f"{flag} is not supported: walign's configuration is conf/config.yaml; set values as key=value")
+    return parsed
+
+
+def check_overrides(args: list[str], multirun: bool = False) -> None:
     """Reject unknown config-group options and keys with one line naming the valid ones."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     try:
-        overrides = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+        overrides = OverridesParser.create().parse_overrides(args)
     except Exception:
         return  # a syntax error: Hydra's own message says where
     base = OmegaConf.load(CONF / "config.yaml")
@@ -114,8 +139,10 @@ def check_overrides(args: list[str]) -> None:
         elif head not in base or head == "defaults":
             keys = [k for k in base if k not in ("defaults", "hydra")] + list(GROUP_DIRS)
             fail(f"no config key {key!r}; keys: {', '.join(keys)}")
-    multirun = "-m" in args or "--multirun" in args
-    if multirun and any(o.key_or_group == "launcher" and "slurm" in _values(o) for o in overrides):
+    if any(o.key_or_group == "launcher" and "slurm" in _values(o) for o in overrides):
+        if not multirun:
+            fail("launcher=slurm submits sweeps: add -m (one run on SLURM is a sweep of one: "
+                 "python main.py -m ... launcher=slurm)")
         check_slurm()
 
 
@@ -196,7 +223,7 @@ def preflight(args: list[str]) -> None:
 
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("config", overrides=[a for a in args if not a.startswith("-")])
+            cfg = compose("config", overrides=args)
     except (HydraException, OmegaConfBaseException) as err:
         fail(str(err).strip().splitlines()[0])
     try:
@@ -221,17 +248,18 @@ def load_rule_module(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from walign.train import Stopped
-
-    arguments = sys.argv[1:]
-    load_rule_module(arguments)
-    check_overrides(arguments)
-    if not ({"-m", "--multirun"} & set(arguments)) and not any(a.startswith("-") for a in arguments):
-        preflight(arguments)
     try:
-        main()
-    except Stopped:
-        sys.exit(130)  # the run said where it saved its state
+        arguments = sys.argv[1:]
+        flags = hydra_flags(arguments)
+        load_rule_module(flags.overrides)
+        check_overrides(flags.overrides, flags.multirun)
+        if not (flags.multirun or flags.help or flags.hydra_help or flags.cfg or flags.info
+                or flags.shell_completion):
+            preflight(flags.overrides)  # a single run (also with --run): checked before Hydra writes anything
+    finally:
+        signal.signal(signal.SIGINT, ORIGINAL_SIGINT if ORIGINAL_SIGINT is not None else signal.SIG_DFL)
+    try:
+        main()  # a stop signal during training ends the process with walign.interrupt.Stopped
     except KeyboardInterrupt:
         print("walign: stopped (Ctrl-C); the last checkpoint, if any, is kept: run the same command to resume",
               file=sys.stderr, flush=True)

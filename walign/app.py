@@ -7,6 +7,7 @@ usable one, trains, and writes config.yaml, metrics.jsonl and summary.json.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -23,7 +24,7 @@ from . import checkpoint, precision
 from .allocator import keep_freed_memory
 from .configs import register_configs
 from .claim import AlreadyRunning, Claim, describe, holder
-from .data import DATASETS, loader_keys
+from .data import DATASETS, check_available, loader_keys, train_examples
 from .data import load as load_data
 from .data import small_cifar_batch_size
 from .errors import ConfigError
@@ -32,8 +33,8 @@ from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS, ConvNet, NetSpe
 from .progress import Progress
 from .rules import RULES, build_rule, rules_for
 from .rules.options import resolve as resolve_rule_options
-from .runs import (Unreadable, WriteError, append_jsonl, json_line, read_summary, run_dir, write_atomic,
-                   write_json)
+from .runs import (SUMMARY, Unreadable, WriteError, append_jsonl, json_line, read_metrics, read_summary, run_dir,
+                   set_aside, strict, write_atomic, write_json)
 from .precision import PRECISIONS
 from .train import NUMPY_SEEDS, OPTIMIZERS, TrainConfig, TrainState, train
 
@@ -150,6 +151,10 @@ class RunSpec:
         unknown = (set(self.loading) | set(self.data_options)) - set(loader_keys(self.dataset))
         need(not unknown, f"dataset {self.dataset} has no option {', '.join(sorted(unknown))}; its options: "
              f"{', '.join(loader_keys(self.dataset)) or 'none'}")
+        examples = train_examples(self.dataset, self.data_options)
+        need(examples is None or self.resolved_batch_size() <= examples,
+             f"batch_size {self.resolved_batch_size()} exceeds the {examples} training examples of {self.dataset}")
+        RULES[self.rule][self.family].check(self.rule_options, self.epochs)
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(not (self.family == "rnn" and self.precision == "bf16"), f"dataset {self.dataset} refuses "
              f"precision=bf16: the Add-task RNN reproduces Table 8 in float64 (use fp32 or tf32)")
@@ -157,11 +162,15 @@ class RunSpec:
              "(default: results)")
         parse_device(self.device)
 
-    def check_environment(self) -> torch.device:
-        """What the values need from this machine: a writable results_dir and the device. Returns
-        the device; ConfigError (one line) if either is not there."""
+    def check_environment(self, data: bool = True) -> torch.device:
+        """What the values need from this machine: a writable results_dir, the device and (with
+        ``data``) the data set's files, fetched first if dataset.download asks. Returns the device;
+        ConfigError (one line) if one is not there."""
         check_results_dir(self.results_dir)
-        return resolve_device(self.device)
+        device = resolve_device(self.device)
+        if data:
+            check_available(self.dataset, self.loading)
+        return device
 
     def resolved_batch_size(self) -> int:
         """The minibatch size the run will use; small CIFAR-10 dictates its own (SPEC 3.3)."""
@@ -216,9 +225,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+PROBE_BYTES = 64 * 1024  # a full disk still lets an empty file be created: the probe writes this much
+
+
 def check_results_dir(results_dir: str) -> None:
-    """results_dir must be a directory walign can create files in; checked by creating (and
-    removing) a temporary file in it or in its nearest existing parent."""
+    """results_dir must be a directory walign can write files in; checked by writing (and
+    removing) a temporary file of PROBE_BYTES in it or in its nearest existing parent, so a
+    read-only or a full disk is refused before anything (Hydra's folders included) is written."""
     path = Path(results_dir)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"results_dir {results_dir} is a file, not a directory")
@@ -229,8 +242,12 @@ def check_results_dir(results_dir: str) -> None:
         raise ConfigError(f"results_dir {results_dir} cannot be created: {probe_in} is a file")
     try:
         fd, name = tempfile.mkstemp(prefix=".walign-probe-", dir=probe_in)
-        os.close(fd)
-        os.unlink(name)
+        try:
+            os.write(fd, bytes(PROBE_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(name)
     except OSError as err:
         where = "" if probe_in == path else f" (its parent {probe_in} is where it would be created)"
         raise ConfigError(f"results_dir {results_dir} is not writable{where}: {err.strerror or err}") from None
@@ -252,21 +269,53 @@ def build_net(spec: RunSpec, data, batch_size: int) -> torch.nn.Module:
 
 
 # ----------------------------------------------------------------------------- running
-def finished_summary(directory: Path, say=print) -> dict | None:
-    """The run's summary if it says the run is finished; an unreadable one means "run it again"."""
+def belongs(summary: dict, spec: RunSpec, directory: Path) -> None:
+    """Unreadable unless a finished ``summary`` is this run's: its identifying values are the
+    run's, and its results are what the run's own metrics.jsonl gives (a summary copied from
+    another run, or one edited by hand, would otherwise mark this run done with another number)."""
+    path = directory / SUMMARY
+    identity = json.loads(json.dumps(strict(spec.identity()), default=str))  # as it reads back from JSON
+    identity["compute_precision"] = spec.precision
+    for key, value in identity.items():
+        found = summary.get(key, "fp32" if key == "compute_precision" else None)
+        if found != value:
+            raise Unreadable(path, f"is another run's ({key} is {found!r}, this run's {value!r})")
+    records, problems = read_metrics(directory)
+    if problems:
+        raise Unreadable(path, f"does not match the run's metrics ({problems[0]})")
+    expected = {"epochs_done": len(records), **DATASETS[spec.dataset].summarize(records)}
+    for key, value in json.loads(json.dumps(strict(expected))).items():
+        if key in summary and summary[key] != value:  # (a summary from before a key existed lacks it)
+            raise Unreadable(path, f"says {key} {summary.get(key)!r}, but its metrics.jsonl gives {value!r}")
+
+
+def finished_summary(spec: RunSpec, directory: Path, say=None) -> dict | None:
+    """The run's summary if it is finished and is this run's, else None ("run it").
+
+    With ``say`` (the caller holds the run's claim) a summary that cannot be read or is not this
+    run's is renamed aside to summary.json.bad-<time> with one line saying why; without, it is
+    only judged, and left for the holder to deal with."""
     try:
         summary = read_summary(directory)
+        if summary is None or summary["status"] not in FINISHED:
+            return None
+        belongs(summary, spec, directory)
+        return summary
     except Unreadable as err:
-        say(f"unreadable: {err}; running it again", flush=True)
+        if say is not None:
+            try:
+                moved = f"moved it to {set_aside(err.path).name}"
+            except OSError as why:
+                raise WriteError(err.path, why) from None
+            say(f"unreadable: {err}; {moved}, running it again", flush=True)
         return None
-    return summary if summary and summary["status"] in FINISHED else None
 
 
 def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
     """Run the run ``spec`` defines, resume it from its checkpoint, or find it already finished
     or running elsewhere; return its summary ({'status': 'running', ...} for the last)."""
     directory = spec.run_directory()
-    done = finished_summary(directory, say)
+    done = finished_summary(spec, directory)
     if done:
         say(f"already {done['status']}: {directory}", flush=True)
         return {**done, "run_dir": str(directory)}
@@ -276,7 +325,7 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
         say(f"already running ({describe(claim)}): {directory}", flush=True)
         return {"status": "running", "run_dir": str(directory), "holder": claim}
 
-    if (claim := holder(directory)) is not None:  # cheap early answer; the claim below decides
+    if (claim := holder(directory, say)) is not None:  # cheap early answer; the claim below decides
         return running(claim)
     if device.type == "cpu":
         keep_freed_memory()  # each step reuses the pages of the last (walign/allocator.py)
@@ -291,7 +340,7 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
         raise WriteError(directory, err) from None
     try:
         with Claim(directory, say) as claim:
-            done = finished_summary(directory, lambda *a, **k: None)  # finished while we waited?
+            done = finished_summary(spec, directory, say)  # finished while we waited? a bad file goes aside
             if done:
                 say(f"already {done['status']}: {directory}", flush=True)
                 return {**done, "run_dir": str(directory)}
@@ -321,7 +370,7 @@ def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml
         resume = checkpoint.load(ckpt_path, identity)
         state = start(resume)
     except (checkpoint.Unusable, ValueError) as err:
-        aside = checkpoint.set_aside(ckpt_path)
+        aside = set_aside(ckpt_path)
         say(f"{directory}: not resuming from {checkpoint.CHECKPOINT}: {err}; moved it to {aside.name} and "
             f"starting from epoch 1", flush=True)
         resume, state = None, start(None)
@@ -354,7 +403,7 @@ def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml
 
     def on_signal():
         save_checkpoint()
-        release_claim()  # the signal ends this process next (kill's TERM at once): nothing more is written
+        release_claim()  # the process ends next (walign.interrupt.DeferredSignals.obey): nothing more is written
         then = ("SLURM requeues the job, which resumes from there" if signal_name(signals.pending) == "SIGUSR2"
                 else "run the same command to resume")
         progress.close()
@@ -370,6 +419,8 @@ def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml
         except WriteError:
             raise  # a full or read-only disk: nothing more can be written; the last checkpoint stays
         except Exception as err:
+            if signals.obeying:  # raised by the stop signal's own handler (submitit giving up a requeue)
+                raise
             write_atomic(directory / "error.log", traceback.format_exc())
             outcome = {"status": "failed", "epochs_done": len(records),
                        "error": f"{type(err).__name__}: {err}".splitlines()[0]}
@@ -385,7 +436,8 @@ def _run(spec: RunSpec, data, directory: Path, device: torch.device, config_yaml
         write_json(directory / "summary.json", summary)
         if summary["status"] in FINISHED and not spec.keep_checkpoint:
             checkpoint.remove(ckpt_path)
-        if signals.pending is not None:
-            release_claim()  # kill's TERM ends the process at once: the next launch needs no takeover
-        signals.deliver()  # a signal that came after the last step: the run is saved, now obey it
+        if signals.pending is not None:  # a signal that came after the last step: the run is saved
+            release_claim()
+            say(f"{directory}: stopped after the run's last step; the run is finished", flush=True)
+            signals.obey()  # ends the process, and a sweep with it
     return summary

@@ -178,24 +178,44 @@ def load_embedded(device) -> Data:
 
 def _find(what: str, folder: str, files: list[str], download: bool, dataset_class, root: str, how: str) -> None:
     """Make sure ``files`` are in ``folder``: fetched first with torchvision's own download of both
-    splits into ``root`` when ``download`` is set; a one-line ConfigError if they are not there."""
+    splits into ``root`` when ``download`` is set; a one-line ConfigError if they are not there.
+    A download that fails leaves nothing behind: whatever it created under ``root`` is removed."""
     def present():
         return all(os.path.isfile(os.path.join(folder, name)) for name in files)
     if download and not present():
+        existed = os.path.isdir(root)
+        before = set(os.listdir(root)) if existed else set()
         try:
             for train in (True, False):
                 dataset_class(root, train=train, download=True)
         except Exception as err:  # no network, a proxy, a full disk, a bad checksum
+            _remove_new(root, existed, before)
             reason = (str(err).strip().splitlines() or [""])[0]
             raise ConfigError(f"{what} download into {root} failed: {type(err).__name__}: {reason}") from None
     if not present():
         raise _missing(what, folder, how)
 
 
+def _remove_new(root: str, existed: bool, before: set) -> None:
+    """Undo a failed download: ``root`` itself if it did not exist, else the entries it gained."""
+    import shutil
+    if not existed:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for name in set(os.listdir(root)) - before:
+        target = os.path.join(root, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            try:
+                os.unlink(target)
+            except OSError:
+                pass
+
+
 # ----------------------------------------------------------------------------- CIFAR-10
-def _read_cifar10(root: str, verify_md5: bool, download: bool = False):
-    """(train images, train labels, test images, test labels) from torchvision's layout;
-    fetched first with torchvision's download when ``download`` and not there yet."""
+def locate_cifar10(root: str, download: bool = False) -> str:
+    """The folder holding CIFAR-10's batches (fetched first when ``download``); ConfigError if absent."""
     import torchvision
 
     folder = os.path.join(root, "cifar-10-batches-py")
@@ -203,6 +223,15 @@ def _read_cifar10(root: str, verify_md5: bool, download: bool = False):
           torchvision.datasets.CIFAR10, root, "set dataset.root to the folder that holds cifar-10-batches-py, "
           "or dataset.download=true to fetch it with torchvision (offline, shared/data/cifar10/make_cifar10.py "
           "ROOT rebuilds it)")
+    return folder
+
+
+def _read_cifar10(root: str, verify_md5: bool, download: bool = False):
+    """(train images, train labels, test images, test labels) from torchvision's layout;
+    fetched first with torchvision's download when ``download`` and not there yet."""
+    import torchvision
+
+    folder = locate_cifar10(root, download)
 
     class Unverified(torchvision.datasets.CIFAR10):
         """Skips the md5 sums (of the batches and of batches.meta): a rebuilt copy fails them."""
@@ -249,14 +278,21 @@ def small_cifar_batch_size(n: int, preferred: int = 100) -> int:
 
 
 # ----------------------------------------------------------------------------- KMNIST
-def load_kmnist(root: str, device, download: bool = False) -> Data:
-    """KMNIST in torchvision's layout; validation = first 5000 training images (train: 55 000)."""
+def locate_kmnist(root: str, download: bool = False) -> None:
+    """KMNIST's raw files must be under root/KMNIST/raw (fetched first when ``download``)."""
     import torchvision
 
     raw = os.path.join(root, "KMNIST", "raw")
     files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     _find("KMNIST", raw, files, download, torchvision.datasets.KMNIST, root, "set dataset.root to the folder "
           "that holds KMNIST/raw, or dataset.download=true to fetch it with torchvision")
+
+
+def load_kmnist(root: str, device, download: bool = False) -> Data:
+    """KMNIST in torchvision's layout; validation = first 5000 training images (train: 55 000)."""
+    import torchvision
+
+    locate_kmnist(root, download)
     train = torchvision.datasets.KMNIST(root, train=True, download=False)
     test = torchvision.datasets.KMNIST(root, train=False, download=False)
     x, y = train.data.numpy(), train.targets.numpy()
@@ -270,15 +306,19 @@ def load_kmnist(root: str, device, download: bool = False) -> Data:
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def locate_imagenet(root: str) -> None:
+    for split in ("train", "val"):
+        if not os.path.isdir(os.path.join(root, split)):
+            raise _missing("ImageNet", os.path.join(root, split), "set dataset.root to a folder with "
+                           "train/ and val/ in ImageFolder layout (one sub-folder per class)")
+
+
 def load_imagenet(root: str, device, workers: int = 8) -> Data:
     """ILSVRC-12 as ImageFolder trees root/train and root/val (SPEC 3.4 transforms, one-hot targets)."""
     import torchvision
     from torchvision import transforms as T
 
-    for split in ("train", "val"):
-        if not os.path.isdir(os.path.join(root, split)):
-            raise _missing("ImageNet", os.path.join(root, split), "set dataset.root to a folder with "
-                           "train/ and val/ in ImageFolder layout (one sub-folder per class)")
+    locate_imagenet(root)
     norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train = torchvision.datasets.ImageFolder(os.path.join(root, "train"), T.Compose(
         [T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), norm]))
@@ -319,11 +359,18 @@ class DatasetEntry:
     loader: Callable[..., object]
     needs_root: bool = True     # read from dataset.root (else generated or shipped)
     shape: Callable[[dict], DataShape] | None = None  # from its dataset.* values; None for the RNN task
+    summarize: Callable[[list], dict] = Data.summarize  # summary.json's result values from the records
+    locate: Callable[..., object] | None = None  # (root, download?) -> ConfigError if the files are absent
 
 
 def _load_add(device, generator, data_seed, sequences, length, train_size, precision):
     from .addtask import AddTask
     return AddTask.load(device, generator, data_seed, sequences, length, train_size, precision)
+
+
+def _summarize_add(records: list[dict]) -> dict:
+    from .addtask import AddTask
+    return AddTask.summarize(records)
 
 
 def _load_small_cifar10(device, root, verify_md5=True, train_size=None, download=False):
@@ -335,17 +382,19 @@ def _load_small_cifar10(device, root, verify_md5=True, train_size=None, download
 # The one list of data set names: config checks, the app and the report all read it. A loader
 # takes the device and the data set's dataset.* values (conf/dataset/<name>.yaml) as keywords.
 DATASETS = {entry.name: entry for entry in (
-    DatasetEntry("add", "rnn", _load_add, needs_root=False),
+    DatasetEntry("add", "rnn", _load_add, needs_root=False, summarize=_summarize_add),
     DatasetEntry("cifar10", "cnn", lambda device, root, verify_md5=True, download=False:
-                 load_cifar10(root, device, verify_md5, download=download),
+                 load_cifar10(root, device, verify_md5, download=download), locate=locate_cifar10,
                  shape=lambda _: DataShape(45000, 5000, 10000, 3, 32, 10, "cifar")),
     DatasetEntry("embedded", "cnn", lambda device: load_embedded(device), needs_root=False,
                  shape=lambda _: DataShape(1500, 1500, 1000, 3, 32, 10, "cifar")),
     DatasetEntry("imagenet", "cnn", lambda device, root, workers=8: load_imagenet(root, device, workers),
+                 locate=lambda root: locate_imagenet(root),
                  shape=lambda _: DataShape(1281167, 50000, 0, 3, 224, 1000, "imagenet", whole_batches=False)),
     DatasetEntry("kmnist", "cnn", lambda device, root, download=False: load_kmnist(root, device, download),
+                 locate=locate_kmnist,
                  shape=lambda _: DataShape(55000, 5000, 10000, 1, 28, 10, "kmnist")),
-    DatasetEntry("small_cifar10", "cnn", _load_small_cifar10, shape=_small_cifar_shape),
+    DatasetEntry("small_cifar10", "cnn", _load_small_cifar10, shape=_small_cifar_shape, locate=locate_cifar10),
 )}
 
 
@@ -353,6 +402,31 @@ def loader_keys(name: str) -> list[str]:
     """The dataset.* values data set ``name`` takes (its loader's keyword arguments)."""
     import inspect
     return [p for p in inspect.signature(DATASETS[name].loader).parameters if p != "device"]
+
+
+def train_examples(name: str, options: dict) -> int | None:
+    """How many training examples data set ``name`` has with these dataset.* values, known
+    without loading it (None where that needs the data: ImageNet folders, a missing size)."""
+    entry = DATASETS[name]
+    if entry.shape is None:
+        size = options.get("train_size")
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
+    try:
+        return entry.shape(options).train
+    except (ValueError, TypeError):
+        return None
+
+
+def check_available(name: str, loading: dict) -> None:
+    """ConfigError (one line) unless data set ``name``'s files are where ``loading`` (its
+    dataset.root, dataset.download) says, downloading them first if asked; reads no data."""
+    entry = DATASETS[name]
+    if entry.needs_root and not loading.get("root"):
+        raise ConfigError(f"dataset {name} needs dataset.root (the folder that holds it)")
+    if entry.locate is not None:
+        import inspect
+        wanted = inspect.signature(entry.locate).parameters
+        entry.locate(**{k: v for k, v in loading.items() if k in wanted})
 
 
 def load(name: str, device, **options):

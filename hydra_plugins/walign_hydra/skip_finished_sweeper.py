@@ -32,17 +32,19 @@ class _LaunchUnfinished:
         from walign.app import RunSpec, check_results_dir
         from walign.errors import ConfigError
 
-        # SLURM runs on other machines: the device is theirs to check (this login node may have no
-        # GPU), while results_dir is the shared directory they all write to
+        # SLURM runs on other machines: the device and the data are theirs to check (this login node
+        # may have no GPU, the nodes their own scratch), while results_dir is the shared directory
+        # they all write to
         remote = "slurm" in str(self.config.hydra.launcher.get("_target_", "")).lower()
         checked = set()
         for overrides in job_overrides:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             try:
                 spec = self.specs[tuple(overrides)] = RunSpec.from_config(cfg)
-                if (spec.device, spec.results_dir) not in checked:
+                needs = (spec.device, spec.results_dir, spec.dataset, repr(sorted(spec.loading.items())))
+                if needs not in checked:
                     check_results_dir(spec.results_dir) if remote else spec.check_environment()
-                    checked.add((spec.device, spec.results_dir))
+                    checked.add(needs)
             except ConfigError as err:
                 print(f"walign: error: {err} (in the sweep run {' '.join(overrides)})", file=sys.stderr)
                 sys.exit(2)
@@ -60,8 +62,8 @@ class _LaunchUnfinished:
             spec = self.specs[tuple(overrides)]
             directory = spec.run_directory()
             self.directories[tuple(overrides)] = str(directory)
-            # quietly: an unreadable summary is reported once, by the run that redoes it
-            if finished_summary(directory, say=lambda *a, **k: None):
+            # an unreadable summary is reported (and set aside) once, by the run that redoes it
+            if finished_summary(spec, directory):
                 finished += 1
             elif holder(directory) is not None:
                 running += 1

@@ -62,6 +62,23 @@ class GradientDescentWithWStar(Rule):
         epochs = score_epochs if score_epochs == "all" else list(score_epochs or ())
         return cls(net, epochs, iterations, probes, permuted, score_layers, score_strides, nan_skip=nan_skip)
 
+    @classmethod
+    def check(cls, options: dict, epochs: int) -> None:
+        from ..errors import ConfigError
+        scored = options.get("score_epochs", [epochs])
+        if scored != "all":
+            if not scored:
+                raise ConfigError("rule.score_epochs is empty; give the epochs to score in 1..epochs, or 'all'")
+            outside = [e for e in scored if not 1 <= e <= epochs]
+            if outside:
+                raise ConfigError(f"rule.score_epochs must lie in 1..{epochs} (the run's epochs), got "
+                                  f"{', '.join(map(str, outside))}")
+        for key in ("iterations", "probes"):
+            if options.get(key, 1) < 1:
+                raise ConfigError(f"rule.{key} must be a positive integer, got {options[key]}")
+        if options.get("score_layers") is not None and options["score_layers"] < 1:
+            raise ConfigError(f"rule.score_layers must be a positive integer or null, got {options['score_layers']}")
+
     def _geometry(self):
         """Input shape and SAME pads of every scored layer under the scoring strides."""
         spec = self.net.spec

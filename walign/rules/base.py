@@ -100,6 +100,11 @@ class Rule:
         raise NotImplementedError
 
     @classmethod
+    def check(cls, options: dict, epochs: int) -> None:
+        """Refuse option values that fit their types but not the run (ConfigError, one line):
+        e.g. a score epoch beyond the run's epochs. Nothing to check by default."""
+
+    @classmethod
     def options(cls) -> dict:
         """The rule's options and their defaults: the keyword arguments ``create`` declares
         (walign/rules/options.py)."""
@@ -123,7 +128,10 @@ class Rule:
     def load_state_dict(self, state: dict) -> None:
         if len(state["params"]) != len(self.params):
             raise ValueError(f"state has {len(state['params'])} parameters, the rule {len(self.params)}")
-        for param, value in zip(self.params, state["params"]):
+        for index, (param, value) in enumerate(zip(self.params, state["params"])):
+            if not isinstance(value, torch.Tensor) or value.shape != param.shape:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"parameter {index} has shape {shape}, the rule's {tuple(param.shape)}")
             param.copy_(value)
 
     def exact(self, loss: torch.Tensor, params: list[torch.Tensor] | None = None) -> Step:
