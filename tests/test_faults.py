@@ -219,8 +219,12 @@ def test_untrusted_symlinks_are_never_followed_out_of_the_run_directory(tmp_path
     for name, text in targets.items():
         assert (outside / name).read_text() == text, f"{name} was written through its link"
     unreadable = [line for line in out.splitlines() if line.startswith("unreadable:")]
-    assert unreadable == [f"unreadable: {directory / 'summary.json'}: a symbolic link to "
-                          f"{outside / 'summary.json'} (not followed); running it again"], out
+    assert len(unreadable) == 1, out
+    assert re.fullmatch(re.escape(f"unreadable: {directory / 'summary.json'}: a symbolic link to "
+                                  f"{outside / 'summary.json'} (not followed); moved it to summary.json.bad-")
+                        + r"\d{8}-\d{6}(-\d+)?, running it again", unreadable[0]), unreadable[0]
+    (moved,) = directory.glob("summary.json.bad-*")
+    assert moved.is_symlink() and Path(os.readlink(moved)) == outside / "summary.json"  # the link itself
     assert "already complete" not in out
     (aside,) = directory.glob("checkpoint.pt.bad-*")
     assert aside.is_symlink() and Path(os.readlink(aside)) == outside / checkpoint.CHECKPOINT
@@ -441,9 +445,12 @@ def test_state_files_that_parse_but_are_wrong_do_not_wedge_a_sweep(damaged_sweep
 def test_unreadable_summary_is_one_line_and_the_run_is_rerun(damaged_sweep, seed, reason):
     path = damaged_sweep["dirs"][seed] / "summary.json"
     lines = [line for line in damaged_sweep["out"].splitlines() if str(path) in line and "unreadable" in line]
-    assert lines, damaged_sweep["out"]
-    assert set(lines) == {f"unreadable: {path}: {reason}; running it again"}, lines
+    assert len(lines) == 1, damaged_sweep["out"]
+    assert re.fullmatch(re.escape(f"unreadable: {path}: {reason}; moved it to summary.json.bad-")
+                        + r"\d{8}-\d{6}(-\d+)?, running it again", lines[0]), lines[0]
     assert json.loads(path.read_text())["seed"] == seed  # rewritten by the rerun
+    (moved,) = path.parent.glob("summary.json.bad-*")  # the bad file kept for whoever wants to look
+    assert json.loads(moved.read_text()) == [[1, 2], {"status": "complete"}][seed - 1]
 
 
 @pytest.mark.parametrize("seed, reason", [(3, "holds a list, not a checkpoint"),
@@ -492,6 +499,18 @@ BAD_INPUT = {  # id: (overrides, words the one line must contain)
     "results-dir-a-file": (["results_dir={cwd}/a_file"], ["{cwd}/a_file", "file"]),
     "results-dir-unwritable": (["results_dir={cwd}/locked/results"], ["{cwd}/locked", "not writable"]),
     "results-dir-read-only-mount": (["results_dir={cwd}/ro"], ["{cwd}/ro", "Read-only file system"]),
+    # issue 19: inputs that slipped through the first round
+    "slurm-without-m": (["launcher=slurm"], ["launcher=slurm", "add -m"]),
+    "score-epochs-beyond-the-run": (["task=alignment", "rule.score_epochs=[5]"], ["score_epochs", "5"]),
+    "score-epochs-negative": (["task=alignment", "rule.score_epochs=[0,-3]"], ["score_epochs"]),
+    "score-epochs-empty": (["task=alignment", "rule.score_epochs=[]"], ["score_epochs", "empty"]),
+    "iterations-zero": (["task=alignment", "rule.iterations=0"], ["iterations", "0"]),
+    "probes-negative": (["task=alignment", "rule.probes=-1"], ["probes", "-1"]),
+    "cifar10-not-there": (["dataset=cifar10", "dataset.root={cwd}/nodata"], ["CIFAR-10", "{cwd}/nodata"]),
+    "cifar10-download-fails": (["dataset=cifar10", "dataset.root={cwd}/nodata", "dataset.download=true"],
+                               ["{cwd}/nodata"]),
+    "flag-config-name": (["-cn", "config"], ["--config-name"]),
+    "flag-run-unwritable": (["--run", "results_dir=/proc/walign-x"], ["/proc/walign-x", "not writable"]),
 }
 # refused sweeps: the same promise with -m (every run is checked before Hydra writes its sweep folder)
 BAD_SWEEPS = {
@@ -499,6 +518,7 @@ BAD_SWEEPS = {
     "sweep-results-dir-a-file": (["-m", "results_dir={cwd}/a_file"], ["{cwd}/a_file"]),
     "sweep-results-dir-empty": (["-m", "results_dir="], ["results_dir", "empty"]),
     "sweep-device-mps": (["-m", "device=mps", "width=4,6"], ["mps"]),
+    "sweep-batch-size-beyond-the-data": (["-m", "batch_size=5000,50"], ["batch_size 5000", "1500"]),
 }
 
 
@@ -532,10 +552,10 @@ def refused(tmp_path_factory):
             continue
         values = {"width": "4", "epochs": "1", "progress": "none", "device": "cpu", "eval_test": "false",
                   "results_dir": str(cwd / "results")}
-        for arg in (a.format(cwd=cwd) for a in args if not a.startswith("-")):
+        for arg in (a.format(cwd=cwd) for a in args if not a.startswith("-") and a != "config"):
             key, _, value = arg.partition("=")
             values[key] = value
-        flags = [a for a in args if a.startswith("-")]
+        flags = [a for a in args if a.startswith("-") or a == "config"]  # (-cn's value goes with it)
         procs[name] = (cwd, launch(cwd, *flags, *[f"{k}={v}" for k, v in values.items()]))
     outcome = {}
     try:
