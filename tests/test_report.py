@@ -394,7 +394,7 @@ def damaged(tmp_path_factory):
     ("gap", "metrics.jsonl", "epochs missing: 2"),
     ("empty", "metrics.jsonl", "empty"),
     ("no_metrics", "metrics.jsonl", "missing"),
-    ("metrics_dir", "metrics.jsonl", "Is a directory"),
+    ("metrics_dir", "metrics.jsonl", "a directory, not a file"),
 ])
 def test_every_damaged_file_is_listed_with_its_path(damaged, name, file, reason):
     root, _, text, runs = damaged
