@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Callable, Protocol
 from importlib import resources
@@ -198,7 +199,6 @@ def _find(what: str, folder: str, files: list[str], download: bool, dataset_clas
 
 def _remove_new(root: str, existed: bool, before: set) -> None:
     """Undo a failed download: ``root`` itself if it did not exist, else the entries it gained."""
-    import shutil
     if not existed:
         shutil.rmtree(root, ignore_errors=True)
         return
@@ -389,7 +389,7 @@ DATASETS = {entry.name: entry for entry in (
     DatasetEntry("embedded", "cnn", lambda device: load_embedded(device), needs_root=False,
                  shape=lambda _: DataShape(1500, 1500, 1000, 3, 32, 10, "cifar")),
     DatasetEntry("imagenet", "cnn", lambda device, root, workers=8: load_imagenet(root, device, workers),
-                 locate=lambda root: locate_imagenet(root),
+                 locate=locate_imagenet,
                  shape=lambda _: DataShape(1281167, 50000, 0, 3, 224, 1000, "imagenet", whole_batches=False)),
     DatasetEntry("kmnist", "cnn", lambda device, root, download=False: load_kmnist(root, device, download),
                  locate=locate_kmnist,
