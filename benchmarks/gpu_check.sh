@@ -12,31 +12,41 @@
 # lines are what `python -m walign.cost` reads for GPU-hours); and times one whole CIFAR-shaped
 # epoch (450 steps of 100 + evaluation) at width 512 for Normal and Align-ada, on CIFAR-10 if
 # CIFAR10_ROOT names a folder holding cifar-10-batches-py, else on random CIFAR-shaped data (the
-# output says which). Everything goes to the screen and to one file.
+# output says which); and times Normal's and Align-ada's step compiled by torch.compile (CUDA
+# graphs) beside eager at widths 16, 64 and 512, tf32 (COMPILE_WIDTHS, COMPILE_PRECISIONS).
+# Everything goes to the screen and to one file.
 #
 # Options and environment:
 #   --device cpu|cuda    cuda (default) or cpu, the dry run: width 8, one round, a 2-step epoch,
 #                        no memory measurement; it checks the script, not the machine
 #   --out DIR            where the file goes. Default: benchmarks/results for a GPU; for the dry run
 #                        $WALIGN_GPU_CHECK_DIR, else a fresh temporary folder (never the repository)
+#   --budget SECONDS     end every step by this many seconds after the start (a step cut short is
+#                        marked FAILED and the file is still complete), for a lease of fixed length
 #   PYTHON               the interpreter (default: python)
 #   CIFAR10_ROOT         real CIFAR-10 for the epoch timing
 #   PRECISIONS           step-time precisions (default "fp32 tf32"; add bf16 to time autocast too)
+#   COMPILE_WIDTHS       widths of the compiled-step timing (default "16 64 512"; dry run "8")
+#   COMPILE_PRECISIONS   its precisions (default "tf32")
 # Exit status: 0 if every step passed, 1 otherwise (the file says which failed).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 device=cuda
 out=""
+budget=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --budget) budget=$2; shift 2 ;;
+        -h|--help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
         *) echo "gpu_check: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
 case "$device" in cpu|cuda) ;; *) echo "gpu_check: --device must be cpu or cuda, got $device" >&2; exit 2 ;; esac
+case "$budget" in ''|*[!0-9]*) echo "gpu_check: --budget must be a whole number of seconds, got $budget" >&2; exit 2 ;; esac
+started=$SECONDS
 
 if [ "$device" = cuda ]; then
     if ! card=$("$PYTHON" -c 'import torch; assert torch.cuda.is_available(); print(torch.cuda.get_device_name(0))' 2>/dev/null); then
@@ -46,11 +56,13 @@ if [ "$device" = cuda ]; then
     slug=$(printf '%s' "$card" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-*//; s/-*$//')
     out=${out:-benchmarks/results}
     widths="64 256 512"; rounds=3; steps=5; memory=auto
+    compile_widths=${COMPILE_WIDTHS:-16 64 512}
     epoch_args=(--width 512)
 else
     slug=cpu-dryrun
     out=${out:-${WALIGN_GPU_CHECK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")}}
     widths="8"; rounds=1; steps=1; memory=none
+    compile_widths=${COMPILE_WIDTHS:-8}
     epoch_args=(--width 8 --train 200 --val 100 --test 100)
 fi
 mkdir -p "$out"
@@ -58,8 +70,15 @@ file="$out/gpu-$slug-$(date +%Y-%m-%d).txt"
 [ -e "$file" ] && file="$out/gpu-$slug-$(date +%Y-%m-%d-%H%M%S).txt"
 failed=()
 section() { printf '\n== %s ==\n' "$1"; }
-step() {  # step NAME COMMAND...: run it, note a failure, go on
+step() {  # step NAME COMMAND...: run it (within the budget, if one is set), note a failure, go on
     local name=$1; shift
+    if [ "$budget" -gt 0 ]; then
+        local left=$((budget - (SECONDS - started)))
+        if [ "$left" -le 5 ]; then
+            echo "gpu_check: FAILED: $name (not started: the ${budget}s budget is spent)"; failed+=("$name"); return
+        fi
+        set -- timeout --signal=TERM --kill-after=10 "$left" "$@"
+    fi
     "$@" || { echo "gpu_check: FAILED: $name (exit $?)"; failed+=("$name"); }
 }
 
@@ -109,11 +128,20 @@ for precision in ${PRECISIONS:-fp32 tf32}; do
         --rounds "$rounds" --steps "$steps" --precision "$precision" --memory "$memory" --throughput
 done
 
+for precision in ${COMPILE_PRECISIONS:-tf32}; do
+    section "step time compiled $precision"
+    # shellcheck disable=SC2086
+    step "step time compiled $precision" "$PYTHON" benchmarks/step_time.py --device "$device" \
+        --widths $compile_widths --rules normal align_ada --rounds "$rounds" --steps "$steps" \
+        --precision "$precision" --memory none --compile
+done
+
 section "one epoch"
 step "one epoch" "$PYTHON" benchmarks/epoch_time.py --device "$device" --rules normal align_ada \
     "${epoch_args[@]}" ${CIFAR10_ROOT:+--root "$CIFAR10_ROOT"}
 
 section "summary"
+echo "wall: $((SECONDS - started)) s"
 if [ ${#failed[@]} -eq 0 ]; then
     echo "all steps passed; written to $file"
 else

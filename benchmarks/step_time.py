@@ -19,6 +19,14 @@ autocast around the rule's step); ratios are to Normal at the same precision. TF
 step's exact convolution and matmul count (walign/cost.py) over its median time. ``--throughput``
 also prints one ``throughput {json}`` line per row, which ``python -m walign.cost`` reads from
 benchmarks/results/gpu-*.txt to turn a sweep's FLOPs into GPU-hours.
+
+``--compile`` also times each rule's whole step (forward, pseudo-gradients, SGD update) through
+``torch.compile`` (mode ``--compile-mode``: on CUDA ``reduce-overhead``, which replays CUDA
+graphs; elsewhere ``default``), in the same interleaved rounds as eager. It prints the seconds the
+first compiled call took (the compile), compiled ms/step, its paired ratio to the same rule in
+eager mode, and the largest parameter difference between the compiled and the eager copy after
+the same steps on the same batch (both start from the same initialisation). A rule that fails to
+compile is reported in one line and the others go on.
 """
 from __future__ import annotations
 
@@ -60,6 +68,71 @@ def step(rule, opt, x, y):
     for p, g in zip(rule.params, grads):
         p.grad = g
     opt.step()
+
+
+def compiled_step(mode):
+    """The same step, through torch.compile (a new compiled function per rule and width)."""
+    for limit in ("recompile_limit", "cache_size_limit"):  # one code object serves every rule
+        if hasattr(torch._dynamo.config, limit):
+            setattr(torch._dynamo.config, limit, 256)
+    return torch.compile(step, mode=mode)
+
+
+def time_compiled(rules, width, device, args):
+    """Rows for each rule's compiled step, timed in rounds interleaved with its eager step."""
+    mode = args.compile_mode or ("reduce-overhead" if device.type == "cuda" else "default")
+    torch._dynamo.reset()
+    rows = []
+    for r in rules:
+        eager, comp = make(r, width, device, args.batch), make(r, width, device, args.batch)
+        fn = compiled_step(mode)
+        t0 = time.perf_counter()
+        try:
+            fn(*comp)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        except Exception as exc:  # noqa: BLE001 - a benchmark reports and goes on
+            print(f"# compile {r} width {width}: FAILED ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+            continue
+        compile_s = time.perf_counter() - t0
+        step(*eager)
+        for _ in range(2):  # CUDA graphs are recorded on the first calls after compiling
+            fn(*comp)
+            step(*eager)
+        pairs = []
+        for _ in range(args.rounds):
+            c = timed(lambda: fn(*comp), device, args.steps)
+            e = timed(lambda: step(*eager), device, args.steps)
+            pairs.append((c, e))
+        diff = max((a - b).abs().max().item() for a, b in zip(comp[0].params, eager[0].params))
+        ms = statistics.median(c for c, _ in pairs)
+        ratio = [c / e for c, e in pairs]
+        rows.append({"width": width, "rule": r, "precision": MODE["precision"], "mode": mode,
+                     "compile_s": compile_s, "ms_per_step": ms, "eager_ms": statistics.median(e for _, e in pairs),
+                     "compiled_ratio": statistics.median(ratio), "ratio_range": (min(ratio), max(ratio)),
+                     "max_param_diff": diff})
+        print_compiled(rows[-1:])
+        del eager, comp, fn
+    return rows
+
+
+COMPILED_HEADER = ("| width | rule | precision | mode | compile s | eager ms | compiled ms | compiled / eager | (range) "
+                   "| max param diff |\n|---:|---|---|---|---:|---:|---:|---:|---:|---:|")
+
+
+def print_compiled(rows):
+    """Each row as soon as it is measured (flushed), so a run cut short keeps what it measured."""
+    for x in rows:
+        if not print_compiled.started:
+            print("# compiled steps (eager beside them, interleaved rounds):")
+            print(COMPILED_HEADER)
+            print_compiled.started = True
+        print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['mode']} | {x['compile_s']:.1f} | {x['eager_ms']:.2f} "
+              f"| {x['ms_per_step']:.2f} | {x['compiled_ratio']:.2f} | {x['ratio_range'][0]:.2f}-{x['ratio_range'][1]:.2f} "
+              f"| {x['max_param_diff']:.1e} |", flush=True)
+
+
+print_compiled.started = False
 
 
 def timed(fn, device, steps):
@@ -146,6 +219,9 @@ def main():
     ap.add_argument("--memory-runs", type=int, default=1,
                     help="CPU: processes per rule whose median peak is reported")
     ap.add_argument("--throughput", action="store_true", help="also print machine-readable throughput lines")
+    ap.add_argument("--compile", action="store_true", help="also time every rule's step compiled by torch.compile")
+    ap.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                    help="torch.compile mode (default: reduce-overhead on CUDA, default elsewhere)")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -161,7 +237,7 @@ def main():
     rules = ["normal"] + [r for r in args.rules if r != "normal"]
     print(f"# step time and peak memory, batch {args.batch}, CIFAR 7-conv net")
     print(f"# machine: {machine(device)}; torch {torch.__version__}; device {device}")
-    rows = []
+    rows, compiled = [], []
     for mode in args.precision:
         MODE["precision"] = mode
         info = precision.configure(mode, device)
@@ -196,6 +272,8 @@ def main():
                     x["time_ratio"] = statistics.median(paired)
                     x["time_ratio_range"] = (min(paired), max(paired))
                     x["memory_ratio"] = x["peak_mb"] / base["peak_mb"] if base["peak_mb"] else float("nan")
+            if args.compile:
+                compiled += time_compiled(rules, width, device, args)
     print("| width | rule | precision | ms/step | x Normal | (range over rounds) | peak MB | x Normal | TFLOP/s |")
     print("|---:|---|---|---:|---:|---:|---:|---:|---:|")
     def number(value, digits=1):
@@ -211,7 +289,8 @@ def main():
                                               "ms_per_step": round(x["ms_per_step"], 3), "tflops": round(x["tflops"], 4)}))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine(device), "torch": torch.__version__, "rows": rows}, f, indent=2)
+            json.dump({"machine": machine(device), "torch": torch.__version__, "rows": rows, "compiled": compiled},
+                      f, indent=2)
 
 
 if __name__ == "__main__":

@@ -114,8 +114,13 @@ class AlignAda(Rule):
         initialize(net, seed)
         return cls(net)
 
+    @torch.compiler.disable
     def frozen_signals(self, x: torch.Tensor, e: torch.Tensor) -> list[torch.Tensor]:
-        """Gradient of <frozen logits, e> at the frozen post-BN outputs of layers 1..L-1."""
+        """Gradient of <frozen logits, e> at the frozen post-BN outputs of layers 1..L-1.
+
+        Kept out of torch.compile: it differentiates with respect to intermediate tensors, which
+        a compiled graph does not expose to autograd (the gradient would find them unused).
+        In eager mode the decorator changes nothing."""
         frozen = self.frozen
         with torch.no_grad():
             h = frozen.layer(0, x)
