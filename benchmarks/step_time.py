@@ -22,7 +22,7 @@ benchmarks/results/gpu-*.txt to turn a sweep's FLOPs into GPU-hours.
 
 ``--compile`` also times each rule's whole step (forward, pseudo-gradients, SGD update) through
 ``torch.compile`` (mode ``--compile-mode``: on CUDA ``reduce-overhead``, which replays CUDA
-graphs; elsewhere ``default``), in the same interleaved rounds as eager. It prints the seconds the
+graphs; elsewhere ``default``), in rounds interleaved with an eager copy of the same rule. It prints the seconds the
 first compiled call took (the compile), compiled ms/step, its paired ratio to the same rule in
 eager mode, and the largest parameter difference between the compiled and the eager copy after
 the same steps on the same batch (both start from the same initialisation). A rule that fails to
@@ -70,22 +70,17 @@ def step(rule, opt, x, y):
     opt.step()
 
 
-def compiled_step(mode):
-    """The same step, through torch.compile (a new compiled function per rule and width)."""
-    for limit in ("recompile_limit", "cache_size_limit"):  # one code object serves every rule
-        if hasattr(torch._dynamo.config, limit):
-            setattr(torch._dynamo.config, limit, 256)
-    return torch.compile(step, mode=mode)
-
-
 def time_compiled(rules, width, device, args):
     """Rows for each rule's compiled step, timed in rounds interleaved with its eager step."""
     mode = args.compile_mode or ("reduce-overhead" if device.type == "cuda" else "default")
     torch._dynamo.reset()
+    for limit in ("recompile_limit", "cache_size_limit"):  # one code object (step) serves every rule
+        if hasattr(torch._dynamo.config, limit):
+            setattr(torch._dynamo.config, limit, 256)
     rows = []
     for r in rules:
         eager, comp = make(r, width, device, args.batch), make(r, width, device, args.batch)
-        fn = compiled_step(mode)
+        fn = torch.compile(step, mode=mode)  # a new compiled function per rule and width
         t0 = time.perf_counter()
         try:
             fn(*comp)
@@ -111,28 +106,21 @@ def time_compiled(rules, width, device, args):
                      "compile_s": compile_s, "ms_per_step": ms, "eager_ms": statistics.median(e for _, e in pairs),
                      "compiled_ratio": statistics.median(ratio), "ratio_range": (min(ratio), max(ratio)),
                      "max_param_diff": diff})
-        print_compiled(rows[-1:])
+        print_compiled(rows[-1])
         del eager, comp, fn
     return rows
 
 
-COMPILED_HEADER = ("| width | rule | precision | mode | compile s | eager ms | compiled ms | compiled / eager | (range) "
+COMPILED_HEADER = ("# compiled steps (each beside an eager copy of the same rule, interleaved rounds):\n"
+                   "| width | rule | precision | mode | compile s | eager ms | compiled ms | compiled / eager | (range) "
                    "| max param diff |\n|---:|---|---|---|---:|---:|---:|---:|---:|---:|")
 
 
-def print_compiled(rows):
-    """Each row as soon as it is measured (flushed), so a run cut short keeps what it measured."""
-    for x in rows:
-        if not print_compiled.started:
-            print("# compiled steps (eager beside them, interleaved rounds):")
-            print(COMPILED_HEADER)
-            print_compiled.started = True
-        print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['mode']} | {x['compile_s']:.1f} | {x['eager_ms']:.2f} "
-              f"| {x['ms_per_step']:.2f} | {x['compiled_ratio']:.2f} | {x['ratio_range'][0]:.2f}-{x['ratio_range'][1]:.2f} "
-              f"| {x['max_param_diff']:.1e} |", flush=True)
-
-
-print_compiled.started = False
+def print_compiled(x):
+    """One row, as soon as it is measured (flushed), so a run cut short keeps what it measured."""
+    print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['mode']} | {x['compile_s']:.1f} | {x['eager_ms']:.2f} "
+          f"| {x['ms_per_step']:.2f} | {x['compiled_ratio']:.2f} | {x['ratio_range'][0]:.2f}-{x['ratio_range'][1]:.2f} "
+          f"| {x['max_param_diff']:.1e} |", flush=True)
 
 
 def timed(fn, device, steps):
@@ -237,6 +225,8 @@ def main():
     rules = ["normal"] + [r for r in args.rules if r != "normal"]
     print(f"# step time and peak memory, batch {args.batch}, CIFAR 7-conv net")
     print(f"# machine: {machine(device)}; torch {torch.__version__}; device {device}")
+    if args.compile:
+        print(COMPILED_HEADER)
     rows, compiled = [], []
     for mode in args.precision:
         MODE["precision"] = mode
