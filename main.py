@@ -15,9 +15,12 @@ import sys
 
 if __name__ == "__main__":  # Ctrl-C while the libraries below load: one line, not a traceback
     ORIGINAL_SIGINT = signal.getsignal(signal.SIGINT)
+    STOPPED_EARLY: list[int] = []  # also checked before main(): library code may swallow the SystemExit
 
     def _stopped_early(signum, frame):
-        print("walign: stopped (Ctrl-C) before any run started", file=sys.stderr, flush=True)
+        if not STOPPED_EARLY:
+            print("walign: stopped (Ctrl-C) before any run started", file=sys.stderr, flush=True)
+        STOPPED_EARLY.append(signum)
         raise SystemExit(130)
     signal.signal(signal.SIGINT, _stopped_early)
 
@@ -258,6 +261,8 @@ if __name__ == "__main__":
             preflight(flags.overrides)  # a single run (also with --run): checked before Hydra writes anything
     finally:
         signal.signal(signal.SIGINT, ORIGINAL_SIGINT if ORIGINAL_SIGINT is not None else signal.SIG_DFL)
+        if STOPPED_EARLY:  # seen in CI once: a Ctrl-C during start-up was swallowed and the run trained
+            sys.exit(130)
     try:
         main()  # a stop signal during training ends the process with walign.interrupt.Stopped
     except KeyboardInterrupt:
