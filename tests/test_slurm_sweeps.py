@@ -1,7 +1,8 @@
-"""Sweeps through the real SLURM launcher (hydra-submitit-launcher on the local cluster that
-.ci/run starts): (a) a sweep's runs all finish, (b) a signalled job saves its state at the next
-step, is requeued and resumes from there without losing a finished epoch, (c) launching the
-sweep again submits nothing.
+"""Sweeps through the real SLURM launcher (walign's, on submitit, on the local cluster that
+.ci/run starts) with ``hydra.launcher.wait=true``, which blocks until the last task ends:
+(a) a sweep's runs all finish and the launch reports them, (b) a signalled job saves its state at
+the next step, is requeued and resumes from there without losing a finished epoch, (c) launching
+the sweep again submits nothing. tests/test_slurm_packing.py covers submit-and-return.
 
 Under CI=true these fail when SLURM is not up; elsewhere they skip with a one-line reason.
 """
@@ -23,7 +24,8 @@ from walign import checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 # the cluster has 2 CPUs and no GPU: small jobs on the debug partition
 SLURM = ["launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
-         "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10"]
+         "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10",
+         "hydra.launcher.wait=true"]
 
 
 @pytest.fixture(autouse=True)
@@ -54,13 +56,15 @@ GRID = ["rule=normal,align_zero", "lr=1,5", "width=8", "epochs=1"]  # 4 one-epoc
 def test_sweep_through_slurm_then_relaunch_submits_nothing(tmp_path):
     out = launch(tmp_path, *GRID)
     assert "walign sweep: 4 runs, 0 already finished (skipped), 4 to launch" in out
+    assert "walign slurm: submitted array job" in out and ": 1 tasks, 4 runs" in out, out
+    assert out.splitlines()[-1] == "walign sweep: 4 complete", out  # wait=true: the launch saw them end
     done = summaries(tmp_path)
     assert len(done) == 4 and {s["status"] for s in done} == {"complete"}
     assert {(s["rule"], s["lr"]) for s in done} == {("normal", 1.0), ("normal", 5.0), ("align_zero", 1.0),
                                                     ("align_zero", 5.0)}
     assert all(len(p.read_text().splitlines()) == 1 for p in (tmp_path / "results").rglob("metrics.jsonl"))
-    # the runs really went through SLURM: submitit wrote one log per array task
-    assert len(list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))) == 4
+    # the runs really went through SLURM, packed into one task: submitit wrote one log
+    assert len(list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))) == 1
 
     wait_for_jobs_to_leave_queue(timeout=120)
     before = count_jobs()

@@ -49,38 +49,63 @@ class _LaunchUnfinished:
                 print(f"walign: error: {err} (in the sweep run {' '.join(overrides)})", file=sys.stderr)
                 sys.exit(2)
 
-    def plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[list, int, int, float]:
-        """(runs to launch, finished, running elsewhere, FLOPs to launch)."""
+    def plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[list, int, int, int, float]:
+        """(runs to launch, finished, running elsewhere, queued in SLURM, FLOPs to launch)."""
         from walign.app import finished_summary
         from walign.claim import holder
         from walign.cost import run_flops
+        from walign.sweep_record import queued_runs
 
-        todo, finished, running, flops = [], 0, 0, 0.0
+        todo, finished, running, queued, flops = [], 0, 0, 0, 0.0
+        in_queue: dict[str, dict] = {}  # results_dir -> its runs whose SLURM task is still queued
         for overrides in job_overrides:
             if tuple(overrides) not in self.specs:
                 self.check([overrides])
             spec = self.specs[tuple(overrides)]
             directory = spec.run_directory()
             self.directories[tuple(overrides)] = str(directory)
+            if spec.results_dir not in in_queue:
+                in_queue[spec.results_dir] = queued_runs(spec.results_dir)
             # an unreadable summary is reported (and set aside) once, by the run that redoes it
             if finished_summary(spec, directory):
                 finished += 1
             elif holder(directory) is not None:
                 running += 1
+            elif str(directory.relative_to(spec.results_dir)) in in_queue[spec.results_dir]:
+                queued += 1  # submitted by an earlier launch and not started yet: its claim comes when it starts
             else:
                 todo.append(overrides)
                 flops += run_flops(spec)
-        return todo, finished, running, flops
+        return todo, finished, running, queued, flops
+
+    def record(self, todo: Sequence[Sequence[str]]) -> None:
+        """For launchers that do not write one (basic, local): a record of this launch, so that
+        ``walign status`` can follow the sweep."""
+        from walign.packing import estimate_seconds
+        from walign.sweep_record import write_record
+        by_dir: dict[str, list] = {}
+        for overrides in todo:
+            by_dir.setdefault(self.specs[tuple(overrides)].results_dir, []).append(self.specs[tuple(overrides)])
+        name = str(self.config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]
+        launcher = "local" if "Local" in name else "basic"
+        for results_dir, specs in by_dir.items():
+            seconds = [round(estimate_seconds(s), 1) for s in specs]
+            runs = [str(s.run_directory().relative_to(results_dir)) for s in specs]
+            write_record(results_dir, launcher, [{"job": None, "runs": runs, "seconds": seconds}],
+                         " ".join(sys.argv), [], True)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         from walign.cost import format_flops
 
-        todo, finished, running, flops = self.plan(job_overrides)
+        todo, finished, running, queued, flops = self.plan(job_overrides)
         elsewhere = f", {running} running elsewhere (skipped)" if running else ""
+        elsewhere += f", {queued} queued in SLURM (skipped)" if queued else ""
         print(f"walign sweep: {len(job_overrides)} runs, {finished} already finished (skipped){elsewhere}, "
               f"{len(todo)} to launch, {format_flops(flops)}", flush=True)
         if not todo:
             return []
+        if not getattr(self.launcher, "writes_records", False):
+            self.record(todo)
         returns = self.launcher.launch(todo, initial_job_idx=initial_job_idx)
         for overrides, job in zip(todo, returns):
             self._note(overrides, job)
@@ -91,15 +116,17 @@ class _LaunchUnfinished:
             status = job.return_value  # re-raises the job's exception, if it had one
         except BaseException:
             status = "failed"
-        status = status if status in ("complete", "diverged", "running") else "failed"
+        status = status if status in ("complete", "diverged", "running", "queued") else "failed"
         self.outcomes.setdefault(status, []).append(self.directories[tuple(overrides)])
 
     def tally(self) -> bool:
         """Print one line for what this launch ran; True if any run failed."""
         if not self.outcomes:
             return False
-        counts = ", ".join(f"{len(self.outcomes[s])} {s}" for s in ("complete", "diverged", "running", "failed")
-                           if s in self.outcomes)
+        if set(self.outcomes) == {"queued"}:
+            return False  # submitted and not waited for: the launcher's line said so
+        counts = ", ".join(f"{len(self.outcomes[s])} {s}" for s in ("complete", "diverged", "running", "queued",
+                                                                    "failed") if s in self.outcomes)
         failed = self.outcomes.get("failed", [])
         print(f"walign sweep: {counts}" + (": " + " ".join(failed) if failed else ""), flush=True)
         return bool(failed)

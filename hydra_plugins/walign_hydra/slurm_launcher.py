@@ -1,0 +1,132 @@
+"""walign's SLURM launcher: packs a sweep's runs into array tasks, submits them and returns.
+
+Hydra's launchers wait for every job's return value; walign needs none (the run directories are
+the record), so this one submits and returns, printing one line, unless ``wait=true``. See
+walign/packing.py for how runs are packed and run, walign/sweep_record.py for the record a
+submission leaves for ``walign status`` and for relaunches.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+
+# a plain dict, not a dataclass: Hydra's plugin scan executes this module outside sys.modules
+ConfigStore.instance().store(
+    group="hydra/launcher", name="walign_slurm", provider="walign",
+    node={"_target_": "hydra_plugins.walign_hydra.slurm_launcher.WalignSlurmLauncher",
+          "submitit_folder": "${hydra.sweep.dir}/.submitit/%j", "partition": None, "gpus_per_node": 1,
+          "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 1440, "signal_delay_s": 120, "max_num_timeout": 20,
+          "array_parallelism": 64, "additional_parameters": {}, "setup": [], "wait": False,
+          "pack_minutes": 30.0, "runs_per_task": None, "runs_at_once": 1, "max_array_size": None,
+          "tflops": None})
+
+SLURM_KEYS = ("partition", "signal_delay_s", "array_parallelism", "additional_parameters", "setup")
+
+
+class WalignSlurmLauncher(Launcher):
+    writes_records = True  # the sweeper leaves the sweep record to this launcher
+
+    def __init__(self, **params: Any) -> None:
+        from omegaconf import OmegaConf
+        self.params = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                       for k, v in params.items()}
+        self.config = self.hydra_context = None
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self.hydra_context, self.config = hydra_context, config
+
+    # ------------------------------------------------------------------------- preparing
+    def _runs(self, job_overrides: Sequence[Sequence[str]]) -> list:
+        """A PackedRun per job: its checked RunSpec (results_dir made absolute, for the nodes),
+        its resolved configuration (without Hydra's node) and the rule module it needs."""
+        from omegaconf import OmegaConf, open_dict
+
+        from walign.app import RunSpec
+        from walign.packing import PackedRun
+        runs = []
+        for overrides in job_overrides:
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):
+                del cfg["hydra"]
+            spec = RunSpec.from_config(cfg)
+            spec = dataclasses.replace(spec, results_dir=str(Path(spec.results_dir).resolve()))
+            runs.append(PackedRun(spec, OmegaConf.to_yaml(cfg, resolve=True), str(cfg.get("rule_module") or "")))
+        return runs
+
+    def _executor(self):
+        import submitit
+        p = self.params
+        executor = submitit.AutoExecutor(folder=p["submitit_folder"], cluster="slurm",
+                                         slurm_max_num_timeout=int(p["max_num_timeout"]))
+        slurm = {f"slurm_{k}": p[k] for k in SLURM_KEYS if p.get(k) not in (None, {}, [])}
+        executor.update_parameters(timeout_min=int(p["timeout_min"]), mem_gb=p["mem_gb"],
+                                   cpus_per_task=int(p["cpus_per_task"]), gpus_per_node=int(p["gpus_per_node"]),
+                                   tasks_per_node=int(p["runs_at_once"]), nodes=1, **slurm)
+        return executor
+
+    def _max_array_size(self) -> int:
+        from walign.packing import cluster_max_array_size
+        return int(self.params.get("max_array_size") or cluster_max_array_size() or 1001)
+
+    # ------------------------------------------------------------------------- launching
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from walign.packing import PackedTask, estimate_seconds, pack, split_arrays
+        from walign.sweep_record import write_record
+
+        p = self.params
+        runs = self._runs(job_overrides)
+        seconds = [estimate_seconds(run.spec, p.get("tflops")) for run in runs]
+        groups = pack(seconds, 60.0 * float(p["pack_minutes"]),
+                      None if p.get("runs_per_task") is None else int(p["runs_per_task"]))
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        executor, record, arrays, tasks, jobs = self._executor(), None, [], [], []
+        results_dir = runs[0].spec.results_dir
+        for chunk in split_arrays(len(groups), self._max_array_size()):
+            batch = [groups[t] for t in chunk]
+            submitted = executor.submit_array([PackedTask([runs[i] for i in group]) for group in batch])
+            arrays.append(str(submitted[0].job_id).split("_")[0])
+            for group, job in zip(batch, submitted):
+                jobs.append((group, job))
+                tasks.append({"job": str(job.job_id), "seconds": [round(seconds[i], 1) for i in group],
+                              "runs": [str(runs[i].spec.run_directory().relative_to(results_dir)) for i in group]})
+            record = write_record(results_dir, "slurm", tasks, " ".join(sys.argv), arrays, bool(p["wait"]), record)
+        hours = sum(seconds) / 3600
+        print(f"walign slurm: submitted {'array job' if len(arrays) == 1 else 'array jobs'} {', '.join(arrays)}: "
+              f"{len(groups)} tasks, {len(runs)} runs, about {hours:.2f} GPU-hours; "
+              f"follow it with: walign status {results_dir}", flush=True)
+        if not p["wait"]:
+            return [_job_return(overrides, "queued") for overrides in job_overrides]
+        return self._wait(job_overrides, runs, jobs)
+
+    def _wait(self, job_overrides, runs, jobs) -> list[JobReturn]:
+        """wait=true: block until every task has ended, then report each run as its directory says."""
+        from walign.app import finished_summary
+        from walign.claim import holder
+        for _, job in jobs:
+            while not job.done():
+                time.sleep(2)
+            try:
+                job.results()
+            except Exception as err:  # noqa: BLE001 - the task died (its runs are reported below)
+                last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+                print(f"walign: error: SLURM task {job.job_id} failed: {last}", file=sys.stderr, flush=True)
+        returns = []
+        for overrides, run in zip(job_overrides, runs):
+            directory = run.spec.run_directory()
+            done = finished_summary(run.spec, directory)
+            status = done["status"] if done else ("running" if holder(directory) else "failed")
+            returns.append(_job_return(overrides, status))
+        return returns
+
+
+def _job_return(overrides, status: str) -> JobReturn:
+    ret = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
+    ret.return_value = status
+    return ret

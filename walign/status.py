@@ -1,0 +1,288 @@
+"""``walign status [RESULTS_DIR] [--watch [SECONDS]]``: what became of the runs of a results directory.
+
+A SLURM sweep returns once its jobs are submitted, so nothing is left running to ask how it goes.
+This command answers from the files alone: one block per sweep record (walign.sweep_record,
+oldest first), then a total over every run directory found (runs launched one at a time count
+in the total only; the total also holds the records' runs that have no directory yet).
+
+A run is, in this order: its summary.json's status (complete | diverged | failed; a summary that
+cannot be read counts as failed, with the reason); running, when claim.json is fresh (its
+heartbeat younger than walign.claim.STALE_AFTER and, on this host, its pid alive: the judgement
+walign.claim.stale_reason makes); queued, when its record's SLURM task is in the queue;
+interrupted, when a checkpoint.pt is there (started, stopped, resumes on the next launch); else
+not started. A failed run is shown with its failing line: the last non-empty line of error.log,
+which for a Python traceback is the exception ("RuntimeError: boom"), else summary["error"].
+
+GPU-hours done are the wall_seconds of finished runs; left, the records' estimated seconds
+(walign.packing) of unfinished runs, counting a running run in full.
+
+Status only reads: claims are read with walign.claim._read, never through ``holder`` or ``Claim``,
+which may re-date or take over a claim. It reports and does not judge: exit 0 with failed runs,
+2 for a usage mistake or a results directory that cannot be read.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from . import sweep_record
+from .claim import CLAIM, _read as read_claim, stale_reason
+from .runs import METRICS, SUMMARY, Unreadable, read_bytes, read_summary
+
+PROG = "walign"
+CHECKPOINT = "checkpoint.pt"  # walign.checkpoint.CHECKPOINT, not imported: that module loads torch
+ERROR_LOG = "error.log"
+MARKERS = {SUMMARY, CLAIM, CHECKPOINT, METRICS, "config.yaml", ERROR_LOG}  # any of them: a run directory
+STATES = ("complete", "diverged", "failed", "running", "queued", "interrupted", "not started")
+FINISHED = STATES[:3]
+CLEAR = "\x1b[H\x1b[2J"
+
+
+@dataclass
+class Run:
+    path: str            # relative to the results directory
+    state: str           # one of STATES
+    detail: str = ""     # the failing line of a failed run, the holder of a running one
+    seconds: float = 0.0  # wall_seconds of a finished run
+
+
+def clean(value, limit: int = 300) -> str:
+    """Text from an untrusted file, made safe to print: no control characters (no terminal escape
+    sequences from a tampered claim or log), at most ``limit`` characters."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def seconds_of(value) -> float:
+    """A finite non-negative number of seconds, else 0 (a missing or tampered field counts nothing)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return float(value) if ok else 0.0
+
+
+def find_runs(root: Path, problems: list[str]) -> list[str]:
+    """Every directory under ``root`` holding a run's file, relative; hidden folders (.hydra) and
+    the top sweeps/ are skipped, and a run directory is not searched further."""
+    def walk_error(err: OSError):
+        problems.append(f"walign: cannot read {err.filename}: {err.strerror or err}; not searched")
+
+    found = []
+    for here, dirnames, filenames in os.walk(root, onerror=walk_error):
+        rel = Path(here).relative_to(root).as_posix()
+        if rel != "." and MARKERS & (set(filenames) | set(dirnames)):
+            found.append(rel)
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames
+                             if not d.startswith(".") and not (rel == "." and d == sweep_record.FOLDER))
+    return found
+
+
+def error_line(directory: Path, summary: dict) -> str:
+    """The failing line of a failed run (see the module docstring)."""
+    try:
+        data = read_bytes(directory / ERROR_LOG) or b""
+    except Unreadable:
+        data = b""
+    lines = [line.strip() for line in data.decode(errors="replace").splitlines() if line.strip()]
+    return clean(lines[-1] if lines else summary.get("error") or f"no {ERROR_LOG}")
+
+
+def holder_text(claim: dict, age: float) -> str:
+    job = f", SLURM job {clean(claim['slurm_job'], 40)}" if claim.get("slurm_job") else ""
+    beat = f"heartbeat {age:.0f} s ago" if age >= 0 else f"heartbeat {-age:.0f} s in the future"
+    return f"host {clean(claim.get('host', '?'), 80)}, pid {clean(claim.get('pid', '?'), 20)}{job}, {beat}"
+
+
+def classify(root: Path, rel: str, queued: dict[str, str], host: str) -> Run:
+    """What the run in ``root / rel`` is (the order is in the module docstring)."""
+    directory = root / rel
+    try:
+        summary = read_summary(directory)
+    except Unreadable as err:
+        return Run(rel, "failed", clean(f"{SUMMARY} unreadable: {err.reason}"))
+    if summary is not None:
+        detail = error_line(directory, summary) if summary["status"] == "failed" else ""
+        return Run(rel, summary["status"], detail, seconds_of(summary.get("wall_seconds")))
+    claim, age = read_claim(directory / CLAIM)
+    if claim is not None and stale_reason(claim, age, {"host": host, "slurm_job": None}) is None:
+        return Run(rel, "running", holder_text(claim, age))
+    if rel in queued:
+        return Run(rel, "queued", f"SLURM job {queued[rel]}")
+    if os.path.lexists(directory / CHECKPOINT):
+        return Run(rel, "interrupted")
+    return Run(rel, "not started")
+
+
+def record_runs(record: dict) -> dict[str, tuple[str | None, float]]:
+    """The record's runs (normalised relative paths, in order) with their task's job and estimate."""
+    runs = {}
+    for task in record["tasks"]:
+        estimates = task.get("seconds") if isinstance(task.get("seconds"), list) else []
+        for i, run in enumerate(task["runs"]):
+            runs[PurePosixPath(run).as_posix()] = (task.get("job"), seconds_of(estimates[i]) if i < len(estimates) else 0.0)
+    return runs
+
+
+def sacct_states(jobs: list[str]) -> dict[str, str]:
+    """SLURM's last state of array tasks no longer in the queue; {} when sacct is absent or fails
+    (accounting is often off on small clusters): then they are only 'not in the queue'."""
+    if not jobs or shutil.which("sacct") is None:
+        return {}
+    try:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(sorted(set(jobs))), "-o", "JobID,State"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    states = {}
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        job, _, state = line.partition("|")
+        if state.split():
+            states[job.strip()] = state.split()[0]  # 'CANCELLED by 1000' -> 'CANCELLED'
+    return states
+
+
+def block(title: str, runs: list[Run], estimates: dict[str, float]) -> list[str]:
+    """A header, the counts, GPU-hours, and one line per failed and per running run."""
+    counts = Counter(run.state for run in runs)
+    done = sum(run.seconds for run in runs if run.state in FINISHED)
+    unfinished = [run for run in runs if run.state not in FINISHED]
+    left = sum(estimates.get(run.path, 0.0) for run in unfinished)
+    unknown = sum(run.path not in estimates for run in unfinished)
+    lines = [title, "  " + ", ".join(f"{counts[state]} {state}" for state in STATES),
+             f"  GPU-hours: {done / 3600:.2f} done, {left / 3600:.2f} left"
+             + (f" ({unknown} unfinished without an estimate)" if unknown else "")]
+    lines += [f"  {run.state}: {run.path}: {run.detail}" for run in runs if run.state in ("failed", "running")]
+    return lines
+
+
+def slurm_line(jobs: list[str], queue: dict[str, str] | None, done: dict[str, str]) -> str:
+    if queue is None:
+        return "  SLURM: not available here"
+    counts = Counter(queue.get(job) or done.get(job) or "not in the queue" for job in jobs)
+    return "  SLURM: " + (", ".join(f"{n} {clean(state, 40)}" for state, n in sorted(counts.items())) or "no tasks")
+
+
+def arrays_of(record: dict) -> list[str]:
+    arrays = record.get("arrays")
+    return [str(a) for a in arrays] if isinstance(arrays, list) else []
+
+
+def slurm_view(listed) -> tuple[dict[str, str] | None, dict[str, str], dict[str, str]]:
+    """(squeue's state of every queued array task or None without squeue, the queued runs with
+    their task, sacct's state of the records' tasks that have left the queue)."""
+    queue = sweep_record.queue_states([a for _, record, _ in listed for a in arrays_of(record)])
+    queued = {run: job for _, _, runs in listed for run, (job, _) in runs.items() if job in (queue or {})}
+    gone = [job for _, record, runs in listed if arrays_of(record)
+            for job, _ in runs.values() if job and job not in (queue or {})]
+    return queue, queued, (sacct_states(gone) if queue is not None else {})
+
+
+def report(root: Path) -> str:
+    """The whole text ``walign status`` prints for ``root``."""
+    lines: list[str] = []
+    records = sweep_record.read_records(root, lambda text, **_: lines.append(text))
+    found = find_runs(root, lines)
+    if not found and not records:
+        return "\n".join(lines + [f"no runs under {root}"]) + "\n"
+    listed = [(path, record, record_runs(record)) for path, record in records]
+    queue, queued, done = slurm_view(listed)
+    host, estimates, runs = socket.gethostname(), {}, {}
+    for rel in found + [run for _, _, listed_runs in listed for run in listed_runs]:
+        if rel not in runs:
+            runs[rel] = classify(root, rel, queued, host)
+    for path, record, listed_runs in listed:
+        mine = {run: estimate for run, (_, estimate) in listed_runs.items()}
+        estimates.update(mine)  # a later record's estimate of a run replaces an earlier one's
+        arrays = arrays_of(record)
+        title = (f"{path.name}: {clean(record.get('launcher', '?'), 40)}, created "
+                 f"{clean(record.get('created', '?'), 40)}, {len(mine)} runs"
+                 + (f", SLURM arrays {', '.join(clean(a, 40) for a in arrays)}" if arrays else ""))
+        lines += block(title, [runs[run] for run in mine], mine)
+        if arrays:
+            tasks = [str(t["job"]) for t in record["tasks"] if t.get("job")]
+            lines.append(slurm_line(tasks, queue, done))
+        lines.append("")
+    lines += block(f"total: {len(runs)} runs under {root}", [runs[rel] for rel in sorted(runs)], estimates)
+    return "\n".join(lines) + "\n"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (no usage block) and exit status 2, as walign-report."""
+
+    def error(self, message):
+        sys.stderr.write(f"{PROG}: error: {message} (see {PROG} --help)\n")
+        raise SystemExit(2)
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"--watch wants a positive number of seconds, got {text!r}")
+    return value
+
+
+def parser() -> Parser:
+    p = Parser(prog=PROG, description="walign's commands besides training (which is main.py).")
+    commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    status = commands.add_parser("status", help="what became of the runs and sweeps of a results directory",
+                                 description=__doc__.split("\n\n")[0])
+    status.add_argument("results_dir", metavar="RESULTS_DIR", nargs="?", default="results",
+                        help="the results directory (default: results)")
+    status.add_argument("--watch", metavar="SECONDS", nargs="?", type=positive, const=10.0, default=None,
+                        help="print again every SECONDS (default 10) until Ctrl-C")
+    return p
+
+
+def unusable(root: Path) -> str | None:
+    """Why ``root`` cannot be read as a results directory, or None."""
+    try:
+        info = os.stat(root)
+    except FileNotFoundError:
+        return f"results directory {root} does not exist"
+    except OSError as err:
+        return f"results directory {root}: {err.strerror or err}"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"results directory {root} is not a directory"
+    try:
+        with os.scandir(root):
+            pass
+    except OSError as err:
+        return f"results directory {root} cannot be read: {err.strerror or err}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    root = Path(args.results_dir)
+    problem = unusable(root)
+    if problem:
+        sys.stderr.write(f"{PROG}: error: {problem}\n")
+        return 2
+    if args.watch is None:
+        sys.stdout.write(report(root))
+        return 0
+    try:
+        while True:
+            text = report(root)
+            sys.stdout.write(CLEAR + text if sys.stdout.isatty() else text + "\n")
+            sys.stdout.flush()
+            time.sleep(args.watch)
+    except KeyboardInterrupt:  # the way --watch ends
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
