@@ -146,6 +146,11 @@ def check_overrides(args: list[str], multirun: bool = False) -> None:
         if not multirun:
             fail("launcher=slurm submits sweeps: add -m (one run on SLURM is a sweep of one: "
                  "python main.py -m ... launcher=slurm)")
+        launcher = OmegaConf.load(GROUP_DIRS["launcher"] / "slurm.yaml")["hydra"]["launcher"]
+        for o in overrides:
+            head, _, rest = o.key_or_group.partition("hydra.launcher.")
+            if not head and rest and not o.is_add() and rest.split(".")[0] not in launcher:
+                fail(f"launcher=slurm has no key {rest.split('.')[0]!r} (its keys: {', '.join(launcher)})")
         check_slurm()
 
 

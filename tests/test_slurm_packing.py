@@ -203,3 +203,19 @@ def test_a_sweep_larger_than_the_maximum_array_is_split(tmp_path):
     assert len(record["arrays"]) == 2 and [len(t["runs"]) for t in record["tasks"]] == [1, 1, 1]
     wait_until_complete(results, 3)
     assert {s["status"] for s in summaries(results).values()} == {"complete"}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("hydra.launcher.tasks_per_node=2", "launcher=slurm has no key 'tasks_per_node' (its keys: "),
+    ("hydra.launcher.pack_minutes=0", "hydra.launcher.pack_minutes must be a number of at least"),
+    ("hydra.launcher.runs_per_task=1.5", "hydra.launcher.runs_per_task must be an integer of at least 1"),
+    ("hydra.launcher.runs_at_once=0", "hydra.launcher.runs_at_once must be an integer of at least 1"),
+    ("hydra.launcher.wait=maybe", "hydra.launcher.wait must be true or false"),
+])
+def test_a_bad_launcher_value_is_one_line_with_nothing_written(tmp_path, value, message):
+    before = count_jobs()
+    done = subprocess.run([sys.executable, MAIN, "-m", *SLURM, value, *TINY, f"results_dir={tmp_path / 'r'}"],
+                          cwd=tmp_path, env=env(), text=True, capture_output=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(f"walign: error: {message}"), done.stderr
+    assert list(tmp_path.iterdir()) == [] and count_jobs() == before

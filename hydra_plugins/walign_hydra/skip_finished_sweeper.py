@@ -36,6 +36,11 @@ class _LaunchUnfinished:
         # may have no GPU, the nodes their own scratch), while results_dir is the shared directory
         # they all write to
         remote = "slurm" in str(self.config.hydra.launcher.get("_target_", "")).lower()
+        try:
+            getattr(self.launcher, "check_params", lambda: None)()
+        except ConfigError as err:
+            print(f"walign: error: {err}", file=sys.stderr)
+            sys.exit(2)
         checked = set()
         for overrides in job_overrides:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))

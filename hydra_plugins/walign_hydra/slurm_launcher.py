@@ -42,6 +42,27 @@ class WalignSlurmLauncher(Launcher):
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.config = hydra_context, config
 
+    def check_params(self) -> None:
+        """The packing values, checked before anything is written (ConfigError, one line)."""
+        from walign.errors import ConfigError
+        p = self.params
+
+        def number(key, low, integer=False, optional=False):
+            value = p.get(key)
+            if value is None and optional:
+                return
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
+            if not ok or (integer and int(value) != value):
+                kind = "an integer" if integer else "a number"
+                raise ConfigError(f"hydra.launcher.{key} must be {kind} of at least {low}, not {value!r}")
+        number("pack_minutes", 1e-3)
+        number("runs_per_task", 1, integer=True, optional=True)
+        number("runs_at_once", 1, integer=True)
+        number("max_array_size", 1, integer=True, optional=True)
+        number("tflops", 1e-6, optional=True)
+        if not isinstance(p.get("wait"), bool):
+            raise ConfigError(f"hydra.launcher.wait must be true or false, not {p.get('wait')!r}")
+
     # ------------------------------------------------------------------------- preparing
     def _runs(self, job_overrides: Sequence[Sequence[str]]) -> list:
         """A PackedRun per job: its checked RunSpec (results_dir made absolute, for the nodes),
