@@ -21,6 +21,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,18 @@ from .runs import Unreadable, loads_strict, read_bytes, write_json
 
 FOLDER = "sweeps"
 FORMAT = 1
+
+
+def try_write_record(results_dir: str | Path, *args, **kwargs) -> Path | None:
+    """``write_record``, but a file system that refuses the record (full, read-only) costs only a
+    line: the runs themselves are unaffected, while ``walign status`` and a relaunch will not
+    know this launch's tasks."""
+    try:
+        return write_record(results_dir, *args, **kwargs)
+    except OSError as err:
+        print(f"walign: warning: cannot write the sweep record under {record_folder(results_dir)} ({err}); "
+              f"walign status will not list this launch", file=sys.stderr, flush=True)
+        return kwargs.get("path")
 
 
 def record_folder(results_dir: str | Path) -> Path:

@@ -87,7 +87,7 @@ class _LaunchUnfinished:
         """For launchers that do not write one (basic, local): a record of this launch, so that
         ``walign status`` can follow the sweep."""
         from walign.packing import estimate_seconds
-        from walign.sweep_record import write_record
+        from walign.sweep_record import try_write_record
         by_dir: dict[str, list] = {}
         for overrides in todo:
             by_dir.setdefault(self.specs[tuple(overrides)].results_dir, []).append(self.specs[tuple(overrides)])
@@ -96,7 +96,7 @@ class _LaunchUnfinished:
         for results_dir, specs in by_dir.items():
             seconds = [round(estimate_seconds(s), 1) for s in specs]
             runs = [str(s.run_directory().relative_to(results_dir)) for s in specs]
-            write_record(results_dir, launcher, [{"job": None, "runs": runs, "seconds": seconds}],
+            try_write_record(results_dir, launcher, [{"job": None, "runs": runs, "seconds": seconds}],
                          " ".join(sys.argv), [], True)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:

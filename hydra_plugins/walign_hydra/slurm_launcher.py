@@ -98,39 +98,46 @@ class WalignSlurmLauncher(Launcher):
 
     # ------------------------------------------------------------------------- launching
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from walign.packing import PackedTask, estimate_seconds, pack, split_arrays
-        from walign.sweep_record import write_record
-
-        p = self.params
         runs = self._runs(job_overrides)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        by_dir: dict[str, list[int]] = {}  # a sweep over results_dir: each directory gets its own record
+        for i, run in enumerate(runs):
+            by_dir.setdefault(run.spec.results_dir, []).append(i)
+        jobs = [job for results_dir, which in by_dir.items() for job in self._submit(results_dir, [runs[i] for i in which])]
+        if not self.params["wait"]:
+            return [_job_return(overrides, "queued") for overrides in job_overrides]
+        return self._wait(job_overrides, runs, jobs)
+
+    def _submit(self, results_dir: str, runs: list) -> list:
+        """Pack ``runs`` (all under ``results_dir``) into tasks, submit them as one or more arrays,
+        record each array as soon as it is submitted, print the one line; return the jobs."""
+        from walign.packing import PackedTask, estimate_seconds, pack, split_arrays
+        from walign.sweep_record import try_write_record
+        p = self.params
         seconds = [estimate_seconds(run.spec, p.get("tflops")) for run in runs]
         groups = pack(seconds, 60.0 * float(p["pack_minutes"]),
                       None if p.get("runs_per_task") is None else int(p["runs_per_task"]))
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         executor, record, arrays, tasks, jobs = self._executor(), None, [], [], []
-        results_dir = runs[0].spec.results_dir
         for chunk in split_arrays(len(groups), self._max_array_size()):
             batch = [groups[t] for t in chunk]
             submitted = executor.submit_array([PackedTask([runs[i] for i in group]) for group in batch])
             arrays.append(str(submitted[0].job_id).split("_")[0])
             for group, job in zip(batch, submitted):
-                jobs.append((group, job))
+                jobs.append(job)
                 tasks.append({"job": str(job.job_id), "seconds": [round(seconds[i], 1) for i in group],
                               "runs": [str(runs[i].spec.run_directory().relative_to(results_dir)) for i in group]})
-            record = write_record(results_dir, "slurm", tasks, " ".join(sys.argv), arrays, bool(p["wait"]), record)
-        hours = sum(seconds) / 3600
+            record = try_write_record(results_dir, "slurm", tasks, " ".join(sys.argv), arrays, bool(p["wait"]),
+                                      path=record)
         print(f"walign slurm: submitted {'array job' if len(arrays) == 1 else 'array jobs'} {', '.join(arrays)}: "
-              f"{len(groups)} tasks, {len(runs)} runs, about {hours:.2f} GPU-hours; "
+              f"{len(groups)} tasks, {len(runs)} runs, about {sum(seconds) / 3600:.2f} GPU-hours; "
               f"follow it with: walign status {results_dir}", flush=True)
-        if not p["wait"]:
-            return [_job_return(overrides, "queued") for overrides in job_overrides]
-        return self._wait(job_overrides, runs, jobs)
+        return jobs
 
     def _wait(self, job_overrides, runs, jobs) -> list[JobReturn]:
         """wait=true: block until every task has ended, then report each run as its directory says."""
         from walign.app import finished_summary
         from walign.claim import holder
-        for _, job in jobs:
+        for job in jobs:
             while not job.done():
                 time.sleep(2)
             try:
