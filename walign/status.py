@@ -123,13 +123,15 @@ def classify(root: Path, rel: str, queued: dict[str, str], host: str) -> Run:
     return Run(rel, "not started")
 
 
-def record_runs(record: dict) -> dict[str, tuple[str | None, float]]:
-    """The record's runs (normalised relative paths, in order) with their task's job and estimate."""
+def record_runs(record: dict) -> dict[str, tuple[str | None, float | None]]:
+    """The record's runs (normalised relative paths, in order) with their task's job and estimated
+    seconds (None where the record has none)."""
     runs = {}
     for task in record["tasks"]:
         estimates = task.get("seconds") if isinstance(task.get("seconds"), list) else []
         for i, run in enumerate(task["runs"]):
-            runs[PurePosixPath(run).as_posix()] = (task.get("job"), seconds_of(estimates[i]) if i < len(estimates) else 0.0)
+            estimate = seconds_of(estimates[i]) if i < len(estimates) else None
+            runs[PurePosixPath(run).as_posix()] = (task.get("job"), estimate)
     return runs
 
 
@@ -201,13 +203,13 @@ def report(root: Path) -> str:
         if rel not in runs:
             runs[rel] = classify(root, rel, queued, host)
     for path, record, listed_runs in listed:
-        mine = {run: estimate for run, (_, estimate) in listed_runs.items()}
+        mine = {run: estimate for run, (_, estimate) in listed_runs.items() if estimate is not None}
         estimates.update(mine)  # a later record's estimate of a run replaces an earlier one's
         arrays = arrays_of(record)
         title = (f"{path.name}: {clean(record.get('launcher', '?'), 40)}, created "
-                 f"{clean(record.get('created', '?'), 40)}, {len(mine)} runs"
+                 f"{clean(record.get('created', '?'), 40)}, {len(listed_runs)} runs"
                  + (f", SLURM arrays {', '.join(clean(a, 40) for a in arrays)}" if arrays else ""))
-        lines += block(title, [runs[run] for run in mine], mine)
+        lines += block(title, [runs[run] for run in listed_runs], mine)
         if arrays:
             tasks = [str(t["job"]) for t in record["tasks"] if t.get("job")]
             lines.append(slurm_line(tasks, queue, done))
@@ -224,16 +226,6 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"--watch wants a positive number of seconds, got {text!r}")
-    return value
-
-
 def parser() -> Parser:
     p = Parser(prog=PROG, description="walign's commands besides training (which is main.py).")
     commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -241,7 +233,7 @@ def parser() -> Parser:
                                  description=__doc__.split("\n\n")[0])
     status.add_argument("results_dir", metavar="RESULTS_DIR", nargs="?", default="results",
                         help="the results directory (default: results)")
-    status.add_argument("--watch", metavar="SECONDS", nargs="?", type=positive, const=10.0, default=None,
+    status.add_argument("--watch", metavar="SECONDS", nargs="?", type=float, const=10.0, default=None,
                         help="print again every SECONDS (default 10) until Ctrl-C")
     return p
 
@@ -249,23 +241,21 @@ def parser() -> Parser:
 def unusable(root: Path) -> str | None:
     """Why ``root`` cannot be read as a results directory, or None."""
     try:
-        info = os.stat(root)
+        if not stat.S_ISDIR(os.stat(root).st_mode):
+            return f"results directory {root} is not a directory"
+        with os.scandir(root):
+            return None
     except FileNotFoundError:
         return f"results directory {root} does not exist"
     except OSError as err:
-        return f"results directory {root}: {err.strerror or err}"
-    if not stat.S_ISDIR(info.st_mode):
-        return f"results directory {root} is not a directory"
-    try:
-        with os.scandir(root):
-            pass
-    except OSError as err:
         return f"results directory {root} cannot be read: {err.strerror or err}"
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.watch is not None and not (math.isfinite(args.watch) and args.watch > 0):
+        p.error(f"--watch wants a positive number of seconds, not {args.watch:g}")
     root = Path(args.results_dir)
     problem = unusable(root)
     if problem:

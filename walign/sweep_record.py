@@ -85,8 +85,10 @@ def read_records(results_dir: str | Path, say=print) -> list[tuple[Path, dict]]:
             if data is None:
                 continue
             records.append((path, _check(loads_strict(data.decode("utf-8", errors="replace")), path)))
-        except (Unreadable, ValueError) as err:
+        except Unreadable as err:
             say(f"walign: skipping sweep record {err}", flush=True)
+        except ValueError as err:  # not JSON
+            say(f"walign: skipping sweep record {path}: {err}", flush=True)
     return records
 
 
