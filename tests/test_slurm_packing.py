@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from slurm_cluster import count_jobs, queued_jobs, require_slurm, wait_for_jobs_to_leave_queue
+from test_faults import CRASHING_RULE  # Normal, except that width > 4 runs out of memory
 from walign import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,27 +155,6 @@ def test_requeued_pack_resumes_at_its_unfinished_run(tmp_path):
     for lr in (1, 2, 5):
         for epoch in range(1, epochs + 1):  # each epoch line once: no epoch trained twice
             assert logs.count(f"[normal w8 lr{lr}] epoch {epoch}/{epochs} ") == 1, (lr, epoch, logs[-3000:])
-
-
-CRASHING_RULE = '''
-from walign.nets import initialize
-from walign.rules import Rule, mse, register
-
-
-@register("crashing", "cnn")
-class Crashing(Rule):
-    """Backprop, except that a network wider than 4 channels runs out of memory, as on a small GPU."""
-
-    @classmethod
-    def create(cls, net, seed):
-        initialize(net, seed)
-        return cls(net)
-
-    def pseudo_gradients(self, x, target):
-        if self.net.spec.width > 4:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return self.exact(mse(self.net(x), target))
-'''
 
 
 def test_a_failing_run_leaves_its_pack_complete_and_status_names_it(tmp_path):
