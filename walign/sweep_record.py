@@ -16,7 +16,6 @@ in the SLURM queue (a queued run has no claim yet: its claim is taken when it st
 """
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import socket
@@ -41,6 +40,13 @@ def try_write_record(results_dir: str | Path, *args, **kwargs) -> Path | None:
         print(f"walign: warning: cannot write the sweep record under {record_folder(results_dir)} ({err}); "
               f"walign status will not list this launch", file=sys.stderr, flush=True)
         return kwargs.get("path")
+
+
+def task_entry(job: str | None, specs: list, seconds: list[float]) -> dict:
+    """One task of a record: its job, its runs' directories relative to their results_dir (every
+    spec of one record shares it) and their estimated seconds."""
+    return {"job": job, "seconds": [round(s, 1) for s in seconds],
+            "runs": [str(spec.run_directory().relative_to(spec.results_dir)) for spec in specs]}
 
 
 def record_folder(results_dir: str | Path) -> Path:

@@ -87,17 +87,16 @@ class _LaunchUnfinished:
         """For launchers that do not write one (basic, local): a record of this launch, so that
         ``walign status`` can follow the sweep."""
         from walign.packing import estimate_seconds
-        from walign.sweep_record import try_write_record
+        from walign.sweep_record import task_entry, try_write_record
         by_dir: dict[str, list] = {}
         for overrides in todo:
-            by_dir.setdefault(self.specs[tuple(overrides)].results_dir, []).append(self.specs[tuple(overrides)])
+            spec = self.specs[tuple(overrides)]
+            by_dir.setdefault(spec.results_dir, []).append(spec)
         name = str(self.config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]
         launcher = "local" if "Local" in name else "basic"
         for results_dir, specs in by_dir.items():
-            seconds = [round(estimate_seconds(s), 1) for s in specs]
-            runs = [str(s.run_directory().relative_to(results_dir)) for s in specs]
-            try_write_record(results_dir, launcher, [{"job": None, "runs": runs, "seconds": seconds}],
-                         " ".join(sys.argv), [], True)
+            task = task_entry(None, specs, [estimate_seconds(s) for s in specs])
+            try_write_record(results_dir, launcher, [task], " ".join(sys.argv), [], True)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         from walign.cost import format_flops

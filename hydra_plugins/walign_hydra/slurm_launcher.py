@@ -112,7 +112,7 @@ class WalignSlurmLauncher(Launcher):
         """Pack ``runs`` (all under ``results_dir``) into tasks, submit them as one or more arrays,
         record each array as soon as it is submitted, print the one line; return the jobs."""
         from walign.packing import PackedTask, estimate_seconds, pack, split_arrays
-        from walign.sweep_record import try_write_record
+        from walign.sweep_record import task_entry, try_write_record
         p = self.params
         seconds = [estimate_seconds(run.spec, p.get("tflops")) for run in runs]
         groups = pack(seconds, 60.0 * float(p["pack_minutes"]),
@@ -124,8 +124,7 @@ class WalignSlurmLauncher(Launcher):
             arrays.append(str(submitted[0].job_id).split("_")[0])
             for group, job in zip(batch, submitted):
                 jobs.append(job)
-                tasks.append({"job": str(job.job_id), "seconds": [round(seconds[i], 1) for i in group],
-                              "runs": [str(runs[i].spec.run_directory().relative_to(results_dir)) for i in group]})
+                tasks.append(task_entry(str(job.job_id), [runs[i].spec for i in group], [seconds[i] for i in group]))
             record = try_write_record(results_dir, "slurm", tasks, " ".join(sys.argv), arrays, bool(p["wait"]),
                                       path=record)
         print(f"walign slurm: submitted {'array job' if len(arrays) == 1 else 'array jobs'} {', '.join(arrays)}: "
