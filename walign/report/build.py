@@ -44,18 +44,27 @@ def _unused_line(runs: pd.DataFrame, path: str) -> str:
     return f"- `{path}`" + (f" (variant: {variant})" if variant else "")
 
 
-def _beyond_the_paper(built: dict) -> list[str]:
-    """'- `rule`: Tables 6, 9' for every rule with extra rows (the figures drawn from those tables,
-    and Figure 3, show it too)."""
-    where: dict[str, list[str]] = {}
+def _numbers(kind: str, numbers: list[str]) -> str:
+    return f"{kind}{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
+
+
+def _beyond_the_paper(built: dict, drawn: list[dict]) -> list[str]:
+    """'- `rule`: Tables 6, 9; Figures 3, 4, 6' for every rule beyond the paper's: the tables it has
+    extra rows in, the figures that draw points of it."""
+    where: dict[str, dict[str, list[str]]] = {}
     for number, (cells, _) in built.items():
         for rule in dict.fromkeys(cells.loc[cells["extra"], "rule"]):
-            where.setdefault(rule, []).append(str(number))
-    return [f"- `{rule}`: Table{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
-            for rule, numbers in sorted(where.items())]
+            where.setdefault(rule, {}).setdefault("Table", []).append(str(number))
+    for item in drawn:
+        number = item["title"].split(":")[0].split()[-1]
+        for rule in sorted(set(item.get("rules", ())) - tables.PAPER_RULES):
+            where.setdefault(rule, {}).setdefault("Figure", []).append(number)
+    return [f"- `{rule}`: " + "; ".join(_numbers(kind, numbers) for kind, numbers in found.items())
+            for rule, found in sorted(where.items())]
 
 
-def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[str]) -> str:
+def _header(collection: Collection) -> list[str]:
+    """Title, what was read, and the substitution and variant-test notes if any."""
     runs = collection.runs
     status_counts = runs["status"].value_counts()
     lines = ["# walign report: the paper's tables and figures from our runs", "",
@@ -72,15 +81,22 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
         lines += [f"- Runs relabelled: {collection.substituted_runs}", ""]
     if collection.notes:
         lines += ["## Variant test", ""] + [f"- {note}" for note in collection.notes] + [""]
-    beyond = _beyond_the_paper(built)
-    if beyond:
-        lines += ["## Rules beyond the paper", "",
-                  "Rules the paper did not test get extra rows in these tables, chosen by the same protocol "
-                  "and with no paper value, and lines in the figures drawn from them (and in Figure 3):",
-                  ""] + beyond + [""]
+    return lines
 
-    lines += ["## Tables", "", "Each cell: ours / paper (ours - paper). † diverged run, ‡ see the table's notes.", "",
-              "| table | content | files | filled | missing | diverged |", "|---|---|---|---:|---:|---:|"]
+
+def _beyond_section(built: dict, drawn: list[dict]) -> list[str]:
+    beyond = _beyond_the_paper(built, drawn)
+    if not beyond:
+        return []
+    return ["## Rules beyond the paper", "",
+            "Rules the paper did not test get extra rows in these tables, chosen by the same protocol "
+            "and with no paper value, and lines in these figures:", ""] + beyond + [""]
+
+
+def _tables_section(built: dict) -> list[str]:
+    lines = ["## Tables", "",
+             "Each cell: ours / paper (ours - paper). † diverged run, ‡ see the table's notes.", "",
+             "| table | content | files | filled | missing | diverged |", "|---|---|---|---:|---:|---:|"]
     total = {"cells": 0, "missing": 0}
     for spec in tables.TABLES:
         cells, names = built[spec.number]
@@ -90,24 +106,33 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
         links = " · ".join(f"[{name.rsplit('.', 1)[1]}]({name})" for name in names)
         lines.append(f"| Table {spec.number} | {spec.title} | {links} | {n['filled']} of {n['cells']} | "
                      f"{n['missing']} | {n['diverged']} |")
-    lines += ["", f"Missing cells in all: {total['missing']} of {total['cells']}.", ""]
+    return lines + ["", f"Missing cells in all: {total['missing']} of {total['cells']}.", ""]
 
-    lines += ["## Figures", "", "| figure | files | our points |", "|---|---|---:|"]
+
+def _figures_section(drawn: list[dict]) -> list[str]:
+    lines = ["## Figures", "", "| figure | files | our points |", "|---|---|---:|"]
     for item in drawn:
         links = " · ".join(f"[{name.rsplit('.', 1)[1]}]({name})" for name in item["files"])
         lines.append(f"| {item['title']} | {links} | {item['points'] or 'no runs'} |")
     figure_notes = [f"- {item['title'].split(':')[0]}: {note}" for item in drawn for note in item["notes"]]
     if figure_notes:
         lines += ["", "Figure notes:", ""] + figure_notes
-    lines += [""]
+    return lines + [""]
 
-    lines += ["## Missing cells", ""]
+
+def _missing_section(built: dict) -> list[str]:
+    lines = ["## Missing cells", ""]
     for spec in tables.TABLES:
         cells, _ = built[spec.number]
         n = tables.counts(cells)
         lines.append(f"### Table {spec.number}: {n['missing']} of {n['cells']} missing")
         lines += [""] + [f"- {line}" for line in tables.missing_by_row(cells)] + [""]
+    return lines
 
+
+def _runs_sections(collection: Collection, unused: list[str]) -> list[str]:
+    """Diverged, failed and other runs, unreadable files, flagged, in progress, unused."""
+    runs = collection.runs
     sections = (("Diverged runs", [_run_line(run) for _, run in runs[runs["status"] == "diverged"].iterrows()]),
                 ("Failed runs", [_run_line(run) for _, run in runs[runs["status"] == "failed"].iterrows()]),
                 ("Runs with another status", [_run_line(run) for _, run in runs[
@@ -117,11 +142,18 @@ def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[
                                   for _, run in runs[runs["flag"] != ""].iterrows()]),
                 ("Runs in progress", [f"- `{path}`" for path in collection.in_progress]),
                 ("Runs used by no table or figure", [_unused_line(runs, path) for path in unused]))
+    lines = []
     for title, items in sections:
         lines += [f"## {title} ({len(items)})", ""] + (items or ["None."]) + [""]
     if unused:
         lines += ["Unused runs are not the paper's setting for any item: another seed, an lr off the grid, "
                   "a variant option, or a data set no item reads (see `--as`)."]
+    return lines
+
+
+def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[str]) -> str:
+    lines = (_header(collection) + _beyond_section(built, drawn) + _tables_section(built)
+             + _figures_section(drawn) + _missing_section(built) + _runs_sections(collection, unused))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -136,8 +168,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
     built, used, files = {}, set(), []
     for spec in tables.TABLES:
         cells = tables.build(spec, usable)
-        for considered in cells["considered"]:
-            used.update(considered)
+        used |= tables.runs_read(cells)
         names = tables.write(cells, spec, out, collection.substitutions)
         built[spec.number] = (cells, names)
         files += names

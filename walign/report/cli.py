@@ -18,11 +18,11 @@ class Parser(argparse.ArgumentParser):
 
 def parse_substitution(text: str) -> tuple[str, str]:
     """'cifar10=embedded' -> ('cifar10', 'embedded'): embedded runs stand in for cifar10."""
-    from ..data import DATASETS  # the one registry of data set names
+    from ..datasets import DATASETS  # the one registry of data set names
     target, sep, source = text.partition("=")
     if not sep or target not in DATASETS or source not in DATASETS or target == source:
         raise argparse.ArgumentTypeError(
-            f"--as wants TARGET=SOURCE with two different data sets from {', '.join(DATASETS)}, got {text!r}")
+            f"--as wants TARGET=SOURCE with two different data sets from {', '.join(sorted(DATASETS))}, got {text!r}")
     return target, source
 
 
@@ -49,7 +49,7 @@ def parser() -> Parser:
                    help="let runs of data set SOURCE fill the cells of TARGET, e.g. cifar10=embedded for "
                         "short runs on the embedded sample; REPORT.md says so. Repeatable")
     p.add_argument("--fig6-widths", metavar="W,W,...", type=parse_widths, default=None,
-                   help="the widths Figure 6 draws, one line style each, e.g. 8,16,32 (default: every width "
+                   help="the widths Figure 6 draws, one panel each, e.g. 8,16,32 (default: every width "
                         "with at least one run, or the paper's 8 and 512 when there are none)")
     return p
 

@@ -1,4 +1,4 @@
-"""The selection protocol of SPEC 4.4 and 10: which runs feed a cell, and how one number is made
+"""The selection protocol of docs/method.md §4.4 and §10: which runs feed a cell, and how one number is made
 from them.
 
 Every function here takes the usable runs (complete or diverged) and returns a ``Cell``: our value
@@ -22,12 +22,13 @@ LR_ADAM = (5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5)   # Table 10
 SMALL_LR = 5e-4                                    # Table 10, "1 epoch + small learning rate"
 SEEDS_TABLE2 = (100, 101, 102, 103, 104)
 PAPER_SEED = 99
+SEEDS_TABLE9 = (PAPER_SEED, 100, 101, 102, 103)    # Table 9's spread: seed 99 and its repeats
 
 # Alignment tables: data set, activation, the epoch whose checkpoint is scored and the lr the
-# released code (or, for Table 5, the caption) trained with (SPEC 7.4, 10).
+# released code (or, for Table 5, the caption) trained with (docs/method.md §7.4, §10).
 ALIGNMENT = {3: ("cifar10", "relu", 150, 5.0), 4: ("kmnist", "relu", 100, 5.0), 5: ("cifar10", "tanh", 100, 2.0)}
 ALIGNMENT_RULE = "gd_wstar"
-ALIGNMENT_SCORE = "operator"                       # the released estimator (SPEC 7.3)
+ALIGNMENT_SCORE = "operator"                       # the released estimator (docs/method.md §7.3)
 
 
 @dataclass
@@ -129,6 +130,54 @@ def seed_statistics(runs: pd.DataFrame, **where) -> dict[str, Cell]:
             "std": cell(float(values.std(ddof=0)) if n else None),
             "sample_std": cell(float(values.std(ddof=1)) if n > 1 else None),
             "seeds": cell(float(n) if n else None)}
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """Table 9's spread over seeds of one cell: seed -> value (%), at the lr chosen on seed 99."""
+    values: dict[int, float] = field(default_factory=dict)
+    lr: float | None = None                         # the chosen lr (None: no seed-99 value)
+    runs: tuple[str, ...] = ()                      # every run of those seeds at that lr
+    diverged: int = 0                               # how many seeds' values come from a diverged run
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(list(self.values.values()))) if self.values else None
+
+    @property
+    def sd(self) -> float | None:
+        """Sample standard deviation (ddof 1); None below two seeds."""
+        return float(np.std(list(self.values.values()), ddof=1)) if self.n > 1 else None
+
+
+def seed_spread(found: pd.DataFrame, seeds=SEEDS_TABLE9) -> SeedSpread:
+    """Table 9's spread over seeds of one cell, from ``found``: the cell's candidate runs of every
+    seed (lr grid and data set already applied, as for the paper-protocol value).
+
+    The lr is the one of the run that gives the paper-protocol value: seed 99, best validation
+    accuracy over epochs, then over lr. It is chosen on seed 99 alone; no other seed takes part in
+    any choice. Per seed of ``seeds`` (99-103), the value is the best validation accuracy over
+    epochs of its run at that lr (the best of its runs there, if several: N = 45000's small and
+    full CIFAR-10 runs), in %, so seed 99's value is the paper-protocol value itself. Runs of
+    other seeds at any other lr, and seeds outside ``seeds``, are ignored. A diverged run keeps
+    its best value before diverging, as in the paper protocol. Mean and sample SD (ddof 1) are
+    over the seeds that have a value."""
+    chosen = best_accuracy(found[found["seed"] == PAPER_SEED])
+    if chosen.ours is None:
+        return SeedSpread()
+    lr = float(found.loc[found["path"] == chosen.chosen, "lr"].iloc[0])
+    at_lr = found[lr_in(found["lr"], (lr,)) & found["seed"].isin(list(seeds))]
+    values, diverged = {}, 0
+    for seed in seeds:
+        cell = best_accuracy(at_lr[at_lr["seed"] == seed])
+        if cell.ours is not None:
+            values[seed] = cell.ours
+            diverged += int(cell.diverged)
+    return SeedSpread(values, lr, _paths(at_lr), diverged)
 
 
 def scored_epochs(records: list[dict]) -> dict[int, dict]:

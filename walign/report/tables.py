@@ -14,6 +14,11 @@ Each table is written three ways:
 
 * CSV: long format, one row per cell, numeric columns ours / paper / difference (for scripts);
 * Markdown and LaTeX: the paper's layout, each cell reading ``ours / paper (ours - paper)``.
+
+A table whose spec has a ``spread`` (Table 9) also computes, per cell, the mean, sample SD and
+number of seeds at the lr chosen on seed 99 (``protocol.seed_spread``). They are shown (extra CSV
+columns, ``[mean ± SD, n=...]`` in the cells, a protocol paragraph) only when some cell of the
+table has more than one seed; otherwise the files are exactly what they were without seeds.
 """
 from __future__ import annotations
 
@@ -26,8 +31,9 @@ import pandas as pd
 
 from .. import paper
 from ..runs import write_atomic
-from .protocol import (ALIGNMENT, ALIGNMENT_RULE, LR_ADAM, LR_GRID, SMALL_LR, Cell, best_accuracy,
-                       candidates, epoch1_accuracy, lr_in, alignment_cell, min_loss, seed_statistics)
+from .protocol import (ALIGNMENT, ALIGNMENT_RULE, LR_ADAM, LR_GRID, PAPER_SEED, SEEDS_TABLE9, SMALL_LR, Cell,
+                       SeedSpread, best_accuracy, candidates, epoch1_accuracy, lr_in, alignment_cell, min_loss,
+                       seed_spread, seed_statistics)
 
 RULE_OF_METHOD = {method: rule for rule, method in paper.METHOD_OF_RULE.items()}
 PAPER_RULES = frozenset(paper.METHOD_OF_RULE) | {ALIGNMENT_RULE}   # every other rule is beyond the paper
@@ -36,6 +42,16 @@ DIVERGED, NOTED, MISSING = "†", "‡", "—"
 TABLE10_SETTINGS = {"sp_adam_150ep": "150 epochs", "sp_adam_1ep": "1 epoch",
                     "sp_adam_1ep_lr0.0005": "1 epoch + small lr"}
 ACCURACY_PROTOCOL = "best validation accuracy over epochs, then over lr in {1, 2, 5}; seed 99"
+SPREAD_COLUMNS = ["seed_mean", "seed_sd", "seed_n"]      # CSV columns of a table with a seed spread
+SPREAD_PROTOCOL = (
+    "Where a cell has runs of more than one seed, it also reads *[mean ± SD, n=...]* over seeds "
+    f"{', '.join(map(str, SEEDS_TABLE9))} (CSV columns {', '.join(SPREAD_COLUMNS)}). The lr is the one "
+    "that gave the cell's own value, chosen on seed 99 alone: no choice ever looks at the other seeds. "
+    "Per seed, the value is its best validation accuracy over epochs at that lr, so seed 99 counts with "
+    "the cell's own value. SD is the sample standard deviation (ddof = 1); n counts the seeds with a run "
+    "at that lr; a diverged run counts with its best value before diverging (the cell says how many did). "
+    "Runs of seeds 100-103 at any other lr are ignored.")
+LATEX_SPREAD = r" [mean $\pm$ SD, n]: over seeds 99--103 at the lr chosen on seed 99 (SD with ddof 1)."
 
 
 def width_label(width) -> str:
@@ -52,12 +68,24 @@ def accuracy_on(dataset: str):
     return ours
 
 
-def small_cifar_cell(runs, p, rule) -> Cell:
+def small_cifar_runs(runs, p, rule, seed: int | None = PAPER_SEED) -> pd.DataFrame:
+    """Table 9's candidates for one cell (``seed`` None: every seed)."""
     width, size = int(p.width), int(p.train_size)
-    found = candidates(runs, dataset="small_cifar10", rule=rule, width=width, train_size=size, lrs=LR_GRID)
+    found = candidates(runs, dataset="small_cifar10", rule=rule, width=width, train_size=size, seed=seed,
+                       lrs=LR_GRID)
     if size == 45000:  # the full training split: a plain CIFAR-10 run is the same experiment
-        found = pd.concat([found, candidates(runs, dataset="cifar10", rule=rule, width=width, lrs=LR_GRID)])
-    return best_accuracy(found)
+        found = pd.concat([found, candidates(runs, dataset="cifar10", rule=rule, width=width, seed=seed,
+                                             lrs=LR_GRID)])
+    return found
+
+
+def small_cifar_cell(runs, p, rule) -> Cell:
+    return best_accuracy(small_cifar_runs(runs, p, rule))
+
+
+def small_cifar_spread(runs, p, rule) -> SeedSpread:
+    """Table 9's spread over seeds 99-103 at the lr chosen on seed 99 (``protocol.seed_spread``)."""
+    return seed_spread(small_cifar_runs(runs, p, rule, seed=None))
 
 
 def table10_cell(runs, p, rule) -> Cell:
@@ -135,6 +163,7 @@ class TableSpec:
     rule_of: Callable = rule_of_method          # paper row -> the rule it is about
     records: Callable | None = None             # (spec, paper rows, runs) -> records, replacing one per row
     extra_rules: bool = False                   # rows for rules beyond the paper's, found in the runs
+    spread: Callable | None = None              # (runs, paper row, rule) -> SeedSpread, beside each cell
 
 
 def seed_study(spec: "TableSpec", reference: pd.DataFrame, runs: pd.DataFrame) -> list[dict]:
@@ -182,7 +211,7 @@ TABLES = (
     TableSpec(9, "table09_small_cifar10", "Small CIFAR-10 accuracy vs training-set size and width (%)",
               f"{ACCURACY_PROTOCOL}; N = 45000 also takes full CIFAR-10 runs",
               ("Training data", "Method"), ("small_cifar10", "cifar10"), small_cifar_cell, by_size_and_method,
-              extra_rules=True),
+              extra_rules=True, spread=small_cifar_spread),
     TableSpec(10, "table10_standard_param_adam_cifar10", "CIFAR-10, standard parameterization + Adam (%)",
               "150 epochs: best over epochs and the 10-value lr grid; 1 epoch: epoch-1 accuracy, best "
               "over the grid; 1 epoch + small lr: epoch-1 accuracy at lr 0.0005", ("Setting", "Method"),
@@ -206,6 +235,34 @@ def record(spec: TableSpec, p, rule: str, cell: Cell, row, col, counted=True, me
             "counted": counted, "extra": extra, "row": row, "col": col, "considered": cell.considered}
 
 
+def spread_columns(spread: SeedSpread) -> dict:
+    """A cell's seed spread as record columns (NaN where undefined: no seed, or one for the SD)."""
+    return {"seed_mean": math.nan if spread.mean is None else spread.mean,
+            "seed_sd": math.nan if spread.sd is None else spread.sd,
+            "seed_n": spread.n, "seed_diverged": spread.diverged, "seed_runs": spread.runs}
+
+
+def cell_record(spec: TableSpec, runs: pd.DataFrame, p, rule: str, **how) -> dict:
+    """Our cell for paper row (or extra row) ``p`` in long format, with its seed spread if the
+    table has one; ``how``: ``record``'s keywords."""
+    row, col = spec.labels(p)
+    found = record(spec, p, rule, spec.ours(runs, p, rule), row, col, **how)
+    if spec.spread is not None:
+        found.update(spread_columns(spec.spread(runs, p, rule)))
+    return found
+
+
+def runs_read(cells: pd.DataFrame) -> set[str]:
+    """Every run some of ``cells`` read: the paper-protocol candidates and the seed-spread runs."""
+    used = set()
+    for column in ("considered", "seed_runs"):
+        if column in cells.columns:
+            for paths in cells[column]:
+                if isinstance(paths, tuple):
+                    used.update(paths)
+    return used
+
+
 def extra_rules(runs: pd.DataFrame, datasets) -> list[str]:
     """Rules beyond the paper's that have usable runs on any of ``datasets``, by name."""
     found = runs[runs["dataset"].isin(list(datasets)) & ~runs["rule"].isin(list(PAPER_RULES))]
@@ -225,10 +282,8 @@ def extra_records(spec: TableSpec, reference: pd.DataFrame, runs: pd.DataFrame) 
     """Rows for each rule beyond the paper's whose runs are candidates for at least one cell."""
     records = []
     for rule in extra_rules(runs, spec.datasets):
-        rows = []
-        for p in extra_rows(reference, rule).itertuples():
-            row, col = spec.labels(p)
-            rows.append(record(spec, p, rule, spec.ours(runs, p, rule), row, col, counted=False, extra=True))
+        rows = [cell_record(spec, runs, p, rule, counted=False, extra=True)
+                for p in extra_rows(reference, rule).itertuples()]
         if any(r["considered"] for r in rows):
             records += rows
     return records
@@ -240,11 +295,7 @@ def build(spec: TableSpec, runs: pd.DataFrame) -> pd.DataFrame:
     if spec.records is not None:
         records = spec.records(spec, reference, runs)
     else:
-        records = []
-        for p in reference.itertuples():
-            row, col = spec.labels(p)
-            rule = spec.rule_of(p)
-            records.append(record(spec, p, rule, spec.ours(runs, p, rule), row, col))
+        records = [cell_record(spec, runs, p, spec.rule_of(p)) for p in reference.itertuples()]
     if spec.extra_rules:
         records += extra_records(spec, reference, runs)
     return pd.DataFrame(records)
@@ -255,21 +306,36 @@ def _fmt(value, digits: int, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+def has_spread(cells: pd.DataFrame) -> bool:
+    """Whether some cell has a seed spread to show (runs of more than one seed)."""
+    return "seed_n" in cells.columns and bool((cells["seed_n"].fillna(0) > 1).any())
+
+
+def spread_text(cell: pd.Series, digits: int) -> str:
+    """' [mean 22.1 ± 3.0, n=5]' for a cell with more than one seed, else ''."""
+    n = cell.get("seed_n", 0)
+    if pd.isna(n) or n < 2:
+        return ""
+    diverged = int(cell.get("seed_diverged", 0) or 0)
+    return (f" [mean {_fmt(cell['seed_mean'], digits)} ± {_fmt(cell['seed_sd'], digits)}, n={int(n)}"
+            + (f", {diverged} diverged" if diverged else "") + "]")
+
+
 def cell_text(cell: pd.Series) -> str:
     """'ours[marks] / paper (difference)'; '— / paper' when we have no run; 'ours / —' for a rule
-    beyond the paper's."""
+    beyond the paper's; followed by the seed spread, ' [mean ± SD, n=...]', where it has one."""
     digits = DIGITS.get(cell["unit"], 3)
     has_paper = not (isinstance(cell["paper"], float) and math.isnan(cell["paper"]))
     marks = (DIVERGED if cell["status"] == "diverged" else "") + (NOTED if cell["note"] else "")
     ours = MISSING if cell["ours"] is None or pd.isna(cell["ours"]) else _fmt(cell["ours"], digits) + marks
     if cell["extra"]:  # a rule beyond the paper: the paper has no number to compare with
-        return f"{ours} / {MISSING}"
+        return f"{ours} / {MISSING}" + spread_text(cell, digits)
     if not has_paper:
-        return ours
+        return ours + spread_text(cell, digits)
     text = f"{ours} / {_fmt(cell['paper'], digits)}"
     if cell["status"] != "missing":
         text += f" ({_fmt(cell['difference'], digits, signed=True)})"
-    return text
+    return text + spread_text(cell, digits)
 
 
 def wide(cells: pd.DataFrame, spec: TableSpec) -> tuple[list[str], list[list[str]]]:
@@ -322,6 +388,8 @@ def to_markdown(cells: pd.DataFrame, spec: TableSpec, substitutions: dict[str, s
            f"Each cell reads *ours / paper (ours - paper)*. Ours: {spec.protocol}.",
            f"{DIVERGED} the run diverged (its best value before diverging is shown); "
            f"{NOTED} see the notes below; {MISSING} no run.", ""]
+    if has_spread(cells):
+        out += [SPREAD_PROTOCOL, ""]
     for dataset in spec.datasets:
         if dataset in substitutions:
             out += [f"**Substitution:** `{substitutions[dataset]}` runs stand in for `{dataset}`; "
@@ -344,7 +412,7 @@ def _latex_escape(text: str) -> str:
                          ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
         text = text.replace(plain, latex)
     return (text.replace(DIVERGED, r"$^\dagger$").replace(NOTED, r"$^\ddagger$")
-            .replace(MISSING, "--").replace("×", r"$\times$"))
+            .replace(MISSING, "--").replace("×", r"$\times$").replace("±", r"$\pm$"))
 
 
 def to_latex(cells: pd.DataFrame, spec: TableSpec) -> str:
@@ -353,7 +421,8 @@ def to_latex(cells: pd.DataFrame, spec: TableSpec) -> str:
     lines = [f"% Table {spec.number}: {spec.title}. Cells: ours / paper (ours - paper).",
              r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{_latex_escape(spec.title)}. Each cell: ours / paper (ours $-$ paper); "
-             r"$^\dagger$ diverged run; $^\ddagger$ see notes; -- no run.}",
+             r"$^\dagger$ diverged run; $^\ddagger$ see notes; -- no run." + (LATEX_SPREAD if has_spread(cells) else "")
+             + "}",
              rf"\begin{{tabular}}{{{columns}}}", r"\toprule",
              " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in body]
@@ -366,7 +435,9 @@ CSV_COLUMNS = ["table", "setting", "method", "rule", "width", "train_size", "lay
 
 
 def to_csv(cells: pd.DataFrame) -> str:
-    return cells[cells["counted"] | cells["extra"] | cells["ours"].notna()][CSV_COLUMNS].to_csv(
+    """One row per cell; the seed-spread columns only when some cell has more than one seed."""
+    columns = CSV_COLUMNS + (SPREAD_COLUMNS if has_spread(cells) else [])
+    return cells[cells["counted"] | cells["extra"] | cells["ours"].notna()][columns].to_csv(
         index=False, float_format="%.10g", lineterminator="\n")
 
 
