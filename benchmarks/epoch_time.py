@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from walign import cost, precision  # noqa: E402
-from walign.data import Data, TensorSplit  # noqa: E402
+from walign.datasets import Data, TensorSplit  # noqa: E402
 from walign.nets import ConvNet, NetSpec  # noqa: E402
 from walign.rules import build_rule  # noqa: E402
 from walign.train import TrainConfig, TrainState, train  # noqa: E402
@@ -32,7 +32,7 @@ from walign.train import TrainConfig, TrainState, train  # noqa: E402
 def cifar_shaped(device, sizes, root=None) -> tuple[Data, str]:
     """Real CIFAR-10 (the first ``sizes`` of each split) if ``root`` holds it, else random bytes."""
     if root and (Path(root) / "cifar-10-batches-py").is_dir():
-        from walign.data import load_cifar10
+        from walign.datasets.cifar10 import load_cifar10
         data = load_cifar10(root, device, verify_md5=False)
         for name, n in zip(("train", "val", "test"), sizes):
             split = getattr(data, name)

@@ -9,7 +9,7 @@
 # `pytest -m cuda` (tests/test_cuda.py and the GPU variants of tests/test_device_hygiene.py);
 # times one step of every CNN rule at widths 64, 256 and 512 at fp32 and tf32 (ms/step, peak
 # memory, ratio to Normal, achieved TFLOP/s from walign/cost.py's exact count; the `throughput`
-# lines are what `python -m walign.cost` reads for GPU-hours); and times one whole CIFAR-shaped
+# lines are what `python -m walign.grids` reads for GPU-hours); and times one whole CIFAR-shaped
 # epoch (450 steps of 100 + evaluation) at width 512 for Normal and Align-ada, on CIFAR-10 if
 # CIFAR10_ROOT names a folder holding cifar-10-batches-py, else on random CIFAR-shaped data (the
 # output says which); and times Normal's and Align-ada's step compiled by torch.compile (CUDA

@@ -17,7 +17,7 @@ rule and runs three steps (torch's CPU allocator keeps no statistics; Linux only
 ``--precision`` times each listed mode of walign/precision.py (fp32: TF32 off; tf32; bf16:
 autocast around the rule's step); ratios are to Normal at the same precision. TFLOP/s is the
 step's exact convolution and matmul count (walign/cost.py) over its median time. ``--throughput``
-also prints one ``throughput {json}`` line per row, which ``python -m walign.cost`` reads from
+also prints one ``throughput {json}`` line per row, which ``python -m walign.grids`` reads from
 benchmarks/results/gpu-*.txt to turn a sweep's FLOPs into GPU-hours.
 
 ``--compile`` also times each rule's whole step (forward, pseudo-gradients, SGD update) through

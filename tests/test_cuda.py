@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from walign import precision
-from walign.alignment import operator_scores, permuted
+from walign.alignment import combine, operator_terms, permuted, skipped_iterations
 from walign.nets import ConvNet, NetSpec, same_padding
-from walign.addtask import AddTask
+from walign.datasets.add import AddTask
 from walign.rnn import AddRNN
 from walign.rules import build_rule, rules_for
 from walign.train import make_optimizer
@@ -41,6 +41,12 @@ pytestmark = pytest.mark.cuda
 if not torch.cuda.is_available():  # one summary line for the whole file
     pytest.skip("no CUDA device: these GPU tests run with `pytest -m cuda` on a GPU machine",
                 allow_module_level=True)
+
+
+def operator_scores(changes, pairs, input_shape, stride, pads, iterations=100, probes=100, generator=None):
+    """The released estimator for several (change, change) pairs of one layer sharing probes."""
+    terms = operator_terms(changes, pairs, input_shape, stride, pads, iterations, probes, generator)
+    return combine(terms, skipped_iterations([terms], "per_layer")[0])
 
 
 @pytest.fixture(autouse=True)

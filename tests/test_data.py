@@ -1,4 +1,4 @@
-"""Tests of walign.data's loaders on small data sets written in the real on-disk formats.
+"""Tests of walign.datasets' loaders on small data sets written in the real on-disk formats.
 
 Nothing from torchvision is mocked: the fake CIFAR-10 batches are protocol-2 pickles whose byte
 strings are Python-2 ``str`` (like the original files), the KMNIST files are real idx files, and
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -17,13 +18,18 @@ import numpy as np
 import pytest
 import torch
 
-from walign import data as wdata
-from walign.data import (Data, TensorSplit, load, load_cifar10, load_embedded, load_imagenet, load_kmnist,
-                         small_cifar_batch_size)
+from walign.datasets import Data, TensorSplit, load
+from walign.datasets import embedded as wembedded
+from walign.datasets.cifar10 import load_cifar10, small_cifar_batch_size
+from walign.datasets.embedded import load_embedded
+from walign.datasets.imagenet import load_imagenet
+from walign.datasets.kmnist import load_kmnist
 from walign.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+# the JPEG copy of CIFAR-10 the embedded sample was cut from (scripts/make_embedded_cifar10.py), if
+# this machine has it: WALIGN_CIFAR_JPEG=<folder with cifar10-jpeg-q75.tar.gz and original-order-labels.npz>
+JPEG_COPY = Path(os.environ.get("WALIGN_CIFAR_JPEG", "/nonexistent"))
 
 # ----------------------------------------------------------------------------- fake CIFAR-10
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -437,20 +443,20 @@ def test_embedded_sample_sizes():
     assert load("embedded", "cpu").name == "embedded"
 
 
-@pytest.mark.skipif(not SHARED_CIFAR.is_dir(), reason=f"shared CIFAR-10 JPEG copy not present at {SHARED_CIFAR}")
-def test_embedded_sample_is_reproducible_from_the_shared_copy(tmp_path):
+@pytest.mark.skipif(not JPEG_COPY.is_dir(), reason="no JPEG copy of CIFAR-10 here (set WALIGN_CIFAR_JPEG)")
+def test_embedded_sample_is_reproducible_from_the_jpeg_copy(tmp_path):
     spec = importlib.util.spec_from_file_location("make_embedded_cifar10", REPO / "scripts" / "make_embedded_cifar10.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "sample.npz"
-    module.main(str(SHARED_CIFAR), str(out))
-    shipped = np.load(Path(wdata.__file__).parent / "assets" / wdata.EMBEDDED_ASSET)
+    module.main(str(JPEG_COPY), str(out))
+    shipped = np.load(Path(wembedded.__file__).parents[1] / "assets" / wembedded.EMBEDDED_ASSET)
     built = np.load(out)
     assert sorted(built.files) == sorted(shipped.files)
     for key in shipped.files:
         np.testing.assert_array_equal(built[key], shipped[key], err_msg=key)
     # and the labels follow the released split in the original file order
-    order = np.load(SHARED_CIFAR / "original-order-labels.npz")
+    order = np.load(JPEG_COPY / "original-order-labels.npz")
     np.testing.assert_array_equal(shipped["val_labels"], order["train_labels"][:1500])
     np.testing.assert_array_equal(shipped["train_labels"], order["train_labels"][5000:6500])
     np.testing.assert_array_equal(shipped["test_labels"], order["test_labels"][:1000])

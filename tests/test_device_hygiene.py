@@ -30,9 +30,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from walign.data import Data, TensorSplit
+from walign.datasets import Data, TensorSplit
 from walign.nets import ConvNet, NetSpec
-from walign.addtask import AddTask
+from walign.datasets.add import AddTask
 from walign.rnn import AddRNN
 from walign.rules import build_rule, rules_for
 from walign.train import TrainConfig, TrainState, make_optimizer, train
@@ -251,7 +251,7 @@ def test_a_cnn_epoch_reads_the_host_a_bounded_number_of_times(name, options, sco
     assert len(reads) == 3 + SCORING_READS_PER_LAYER * scored_layers, reads
     # the batch order goes to the device once per split (training, validation, test), not per step
     assert len(recorder.index_moves) == 3, recorder.index_moves
-    assert all("walign/data.py" in m and "(batches)" in m for m in recorder.index_moves)
+    assert all("walign/datasets/splits.py" in m and "(batches)" in m for m in recorder.index_moves)
     if torch.device(device).type == "cuda":
         uploads = [e for e in recorder.events if e.op == "_to_copy" and any(
             d == torch.int64 and dev.type == "cpu" for d, dev, role in e.tensors if role == "in")]

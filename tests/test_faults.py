@@ -103,10 +103,11 @@ def spec_of(results: Path, *overrides: str, rule: str = "align_ada"):
     data (the overrides are plain `key=value`s)."""
     from omegaconf import OmegaConf
 
-    from walign.app import RunSpec
     from walign.configs import rule_node
+    from walign.datasets import DATASETS
+    from walign.spec import RunSpec
     cfg = OmegaConf.load(ROOT / "conf" / "config.yaml")
-    cfg.dataset = OmegaConf.load(ROOT / "conf" / "dataset" / "embedded.yaml")
+    cfg.dataset = OmegaConf.create(DATASETS["embedded"].node())
     cfg.rule = OmegaConf.create(rule_node(rule))
     del cfg["defaults"], cfg["hydra"]
     for item in overrides:
@@ -317,7 +318,7 @@ def test_kill_leaves_a_claim_that_the_relaunch_takes_over(tmp_path):
     finish(killed)
     left = json.loads((directory / claim.CLAIM).read_text())
     assert (left["host"], left["pid"]) == (HOST, killed.pid)
-    done = torch.load(directory / checkpoint.CHECKPOINT, weights_only=True)["epoch"]
+    done = checkpoint.read(directory / checkpoint.CHECKPOINT)["epoch"]
 
     code, out, err = walign(tmp_path, *args)
     assert code == 0, out + err
@@ -634,7 +635,7 @@ def test_full_disk_ends_in_one_line_and_the_relaunch_resumes(tmp_path):
         assert str(directory / checkpoint.CHECKPOINT) in lines[0] and "No space left on device" in lines[0]
         assert temporary_files(disk) == [], "a temporary file was left behind"
         assert (directory / checkpoint.CHECKPOINT).read_bytes() == good
-        assert torch.load(directory / checkpoint.CHECKPOINT, weights_only=True)["epoch"] == 1
+        assert checkpoint.read(directory / checkpoint.CHECKPOINT)["epoch"] == 1
         assert not (directory / "summary.json").exists() and not (directory / "error.log").exists()
         assert not (directory / claim.CLAIM).exists()
 
@@ -669,7 +670,7 @@ def test_ctrl_c_saves_mid_epoch_in_one_line_and_the_relaunch_resumes(tmp_path):
                          r"run the same command to resume", out)
     assert len(stopped) == 1 and f"{directory}: stopped: " in out, out + err
     epoch, step = map(int, stopped[0])
-    state = torch.load(directory / checkpoint.CHECKPOINT, weights_only=True)
+    state = checkpoint.read(directory / checkpoint.CHECKPOINT)
     assert state["epoch"] + 1 == epoch and state["within_epoch"]["step"] == step > 0
     assert not (directory / "summary.json").exists() and not (directory / claim.CLAIM).exists()
 

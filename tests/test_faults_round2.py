@@ -148,7 +148,7 @@ def donors(tmp_path_factory):
 
 def forge(donor: Path, spec, *, epoch: int | None = None) -> Path:
     """The donor's checkpoint planted in ``spec``'s run directory with its identity made the run's."""
-    state = torch.load(donor / checkpoint.CHECKPOINT, weights_only=True)
+    state = checkpoint.read(donor / checkpoint.CHECKPOINT)
     state["identity"] = spec.identity()
     if epoch is not None:
         state["epoch"] = epoch

@@ -1,4 +1,4 @@
-"""The network pieces that decide whether numbers can match the paper (SPEC 1-2, 11.1-11.3, 11.9)."""
+"""The network pieces that decide whether numbers can match the paper (docs/method.md §1, §2 and §4.1)."""
 import math
 
 import numpy as np
@@ -13,7 +13,7 @@ torch.set_default_dtype(torch.float32)
 
 
 def test_initial_kernels_follow_the_released_rng_layout():
-    """SPEC 11.1: seed 99, width 8: kernels drawn as (C_out, 9 C_in) matrices in (kh, kw, c_in)
+    """docs/method.md §1.3: seed 99, width 8: kernels drawn as (C_out, 9 C_in) matrices in (kh, kw, c_in)
     column order, layer after layer, then the head."""
     net = ConvNet(NetSpec("cifar", width=8))
     initialize(net, 99)
@@ -62,7 +62,7 @@ def test_standard_parameterization_computes_the_same_function_at_init():
 
 
 def test_batch_norm_normalises_every_element_over_the_batch_only():
-    """SPEC 11.2: zero mean and unit biased variance per (c, h, w), not per channel."""
+    """docs/method.md §2.2: zero mean and unit biased variance per (c, h, w), not per channel."""
     u = torch.randn(20, 4, 5, 5) * (torch.rand(1, 4, 5, 5) * 3 + 0.5) + torch.randn(1, 4, 5, 5)
     h = batch_stat_norm(u)
     assert torch.allclose(h.mean(0), torch.zeros(4, 5, 5), atol=1e-5)
@@ -93,7 +93,7 @@ def test_batch_norm_uses_batch_statistics_at_evaluation_too():
 @pytest.mark.parametrize("size,stride,pads", [(32, 1, (1, 1)), (32, 2, (0, 1)), (224, 4, (0, 0)),
                                               (28, 2, (0, 1)), (7, 2, (1, 1)), (14, 2, (0, 1))])
 def test_same_padding_matches_tensorflow(size, stride, pads):
-    """SPEC 11.3: output ceil(n/s); the odd padded row goes after."""
+    """docs/method.md §2.3: output ceil(n/s); the odd padded row goes after."""
     assert same_padding(size, stride) == pads
     assert (size + sum(pads) - 3) // stride + 1 == math.ceil(size / stride)
 
@@ -119,7 +119,7 @@ def test_feature_shapes_of_the_three_architectures():
 
 
 def test_output_error_is_the_gradient_of_the_mean_squared_error():
-    """SPEC 11.9: dL/dlogits = 2 (logits - y) / (B K)."""
+    """docs/method.md §4.1: dL/dlogits = 2 (logits - y) / (B K)."""
     logits = torch.randn(6, 10, requires_grad=True)
     y = torch.randn(6, 10)
     (grad,) = torch.autograd.grad(mse(logits, y), logits)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from walign.app import RunSpec
+from walign.spec import RunSpec
 from walign.cost import run_flops
 from walign.packing import RUN_OVERHEAD_S, PackedRun, PackedTask, estimate_seconds, pack, split_arrays
 

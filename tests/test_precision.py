@@ -11,6 +11,14 @@ from walign.rules import build_rule
 CNN_RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "gd_wstar"]
 
 
+def tf32_flags() -> dict:
+    """Whether TF32 is allowed now, for matmuls and for convolutions (the process-wide flags)."""
+    if precision._new_api():
+        return {"matmul": torch.backends.cuda.matmul.fp32_precision == "tf32",
+                "conv": torch.backends.cudnn.conv.fp32_precision == "tf32"}
+    return {"matmul": bool(torch.backends.cuda.matmul.allow_tf32), "conv": bool(torch.backends.cudnn.allow_tf32)}
+
+
 @pytest.fixture(autouse=True)
 def restore_flags():
     """configure() sets process-wide flags; put torch's back as they were for the other tests."""
@@ -62,15 +70,15 @@ def test_autocast_is_a_no_op_for_fp32_and_tf32():
 
 def test_configure_reports_what_is_in_effect_on_the_cpu():
     assert precision.configure("fp32", "cpu") == {"precision": "fp32"}
-    assert precision.tf32_flags() == {"matmul": False, "conv": False}
+    assert tf32_flags() == {"matmul": False, "conv": False}
     info = precision.configure("tf32", "cpu")
     assert info["precision"] == "tf32" and info["precision_note"].startswith("no-op on cpu")
-    assert precision.tf32_flags() == {"matmul": True, "conv": True}  # set, for a GPU in the same process
+    assert tf32_flags() == {"matmul": True, "conv": True}  # set, for a GPU in the same process
     assert precision.configure("bf16", "cpu") == {"precision": "bf16"}
-    assert precision.tf32_flags() == {"matmul": False, "conv": False}  # bf16 keeps the float32 parts float32
+    assert tf32_flags() == {"matmul": False, "conv": False}  # bf16 keeps the float32 parts float32
     assert "float64" in precision.configure("bf16", "cpu", torch.float64)["precision_note"]
     precision.configure("fp32", "cpu")
-    assert precision.tf32_flags() == {"matmul": False, "conv": False}
+    assert tf32_flags() == {"matmul": False, "conv": False}
 
 
 def test_unknown_precision_is_refused():

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from walign import checkpoint
-from walign.data import load_embedded
+from walign.datasets.embedded import load_embedded
 from walign.nets import ConvNet, NetSpec
 from walign.rules import build_rule
 from walign.train import TrainConfig, TrainState, train
@@ -48,7 +48,7 @@ def stable(obj):
 def read_run(directory: Path):
     metrics = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((directory / "summary.json").read_text())
-    state = torch.load(directory / checkpoint.CHECKPOINT, weights_only=True)
+    state = checkpoint.read(directory / checkpoint.CHECKPOINT)
     return stable(metrics), stable(summary), state
 
 
@@ -96,7 +96,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted)
     killed.send_signal(signal.SIGKILL)
     killed.communicate(timeout=60)
     assert not (directory / "summary.json").exists(), "the run finished before it could be killed"
-    done_before = torch.load(directory / checkpoint.CHECKPOINT, weights_only=True)["epoch"]
+    done_before = checkpoint.read(directory / checkpoint.CHECKPOINT)["epoch"]
     assert 1 <= done_before < 4
 
     again = run_main(*args, f"results_dir={tmp_path / 'killed'}")
@@ -122,7 +122,7 @@ def test_terminated_run_saves_mid_epoch_and_resumes_from_that_step(tmp_path, uni
     assert stopped.returncode == -signal.SIGTERM, out  # the signal still ends the process
     saved = re.search(r"stopped: checkpoint saved in epoch (\d+) after step (\d+)", out)
     assert saved, out
-    state = torch.load(directory / checkpoint.CHECKPOINT, weights_only=True)
+    state = checkpoint.read(directory / checkpoint.CHECKPOINT)
     assert state["within_epoch"]["step"] == int(saved.group(2)) > 0
     assert state["epoch"] + 1 == int(saved.group(1))
     assert not (directory / "summary.json").exists()
@@ -159,7 +159,7 @@ def test_resume_from_a_saved_state_is_bit_identical(tmp_path, embedded, name, op
     def keep(record):
         whole.append(record)
         if record["epoch"] == 1:
-            checkpoint.save(tmp_path / "after1.pt", {**running.snapshot(), "identity": {"run": 1}, "records": whole})
+            checkpoint.save(tmp_path / "after1.pt", checkpoint.Checkpoint({"run": 1}, list(whole), running.snapshot()))
 
     train(running, embedded, keep)
     rule = running.rule
@@ -168,7 +168,7 @@ def test_resume_from_a_saved_state_is_bit_identical(tmp_path, embedded, name, op
 
     resumed_records = []
     resumed = TrainState(fresh_rule(name, **options), cfg)
-    resumed.restore(state)
+    resumed.restore(state.training)
     train(resumed, embedded, resumed_records.append)
     resumed = resumed.rule
     assert [r["epoch"] for r in resumed_records] == [2, 3]
@@ -179,8 +179,8 @@ def test_resume_from_a_saved_state_is_bit_identical(tmp_path, embedded, name, op
 
 def test_checkpoint_of_another_run_or_torn_file_is_not_used(tmp_path):
     path = tmp_path / checkpoint.CHECKPOINT
-    checkpoint.save(path, {"epoch": 2, "identity": {"width": 8}, "records": [{"epoch": 1}, {"epoch": 2}]})
-    assert checkpoint.load(path, {"width": 8})["epoch"] == 2
+    checkpoint.save(path, checkpoint.Checkpoint({"width": 8}, [{"epoch": 1}, {"epoch": 2}], {"epoch": 2}))
+    assert checkpoint.load(path, {"width": 8}).epoch == 2
     with pytest.raises(checkpoint.Unusable, match="different run"):
         checkpoint.load(path, {"width": 16})
     path.write_bytes(path.read_bytes()[:40])  # what a kill mid-write would leave without the rename

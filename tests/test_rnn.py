@@ -1,4 +1,4 @@
-"""The Add task and the recurrent rules (SPEC 2.6, 3.5, 3.6, 6; Table 8)."""
+"""The Add task and the recurrent rules (docs/method.md §2.6, §3.5, §3.6, §6; Table 8)."""
 import json
 import subprocess
 import sys
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from walign.app import RunSpec, execute
-from walign.addtask import AddTask, add_task
+from walign.app import execute
+from walign.spec import RunSpec
+from walign.datasets.add import AddTask, add_task
 from walign.rnn import AddRNN, sequence_loss
 from walign.rules import build_rule
 from walign.train import TrainConfig, TrainState, train
@@ -57,7 +58,7 @@ def unroll(net, x, state0):
 
 @torch.no_grad()
 def reference_align_ada(net, frozen, x, y, same_step=False):
-    """SPEC 6: frozen adjoint G0_t, future-only feedback g_t, current masks for the local updates."""
+    """docs/method.md §6: frozen adjoint G0_t, future-only feedback g_t, current masks for the local updates."""
     T, n = x.shape[1], net.hidden
     S = net.state0
     p, s = unroll(net, x, S)

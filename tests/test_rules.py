@@ -1,4 +1,4 @@
-"""Every CNN rule against a hand-built reference written from the SPEC's autograd recipes, and
+"""Every CNN rule against a hand-built reference written from the autograd recipes of docs/method.md §5, and
 the first principles: step-0 equality with backprop, and Align approaching backprop with width."""
 import copy
 
@@ -40,7 +40,7 @@ def move_away_from_init(rule, steps=3, lr=2.0):
                 p.data -= lr * g
 
 
-# ------------------------------------------------------------------ references (SPEC section 5)
+# ------------------------------------------------------------------ references (docs/method.md §5)
 def ref_normal(net, x, y):
     return dict(zip(net.parameters(), torch.autograd.grad(mse(net(x), y), list(net.parameters()))))
 
@@ -60,7 +60,7 @@ def ref_align_zero(net, frozen, x, y):
 
 
 def ref_align_ada(net, frozen, x, y):
-    """SPEC 5.3's joint unroll of the current and frozen networks."""
+    """docs/method.md §5.3's joint unroll of the current and frozen networks."""
     h = h0 = x
     for l in range(net.depth):
         a = h if l == 0 else net.activation(h)
@@ -75,7 +75,7 @@ def ref_align_ada(net, frozen, x, y):
 
 
 def ref_feedback(net, feedback, x, y):
-    """SPEC 5.5's per-layer trick: value from W, input gradient through the feedback kernel."""
+    """docs/method.md §5.5's per-layer trick: value from W, input gradient through the feedback kernel."""
     a = x
     for l in range(net.depth):
         xp = F.pad(a, net.pads[l])
@@ -90,7 +90,7 @@ def ref_feedback(net, feedback, x, y):
 
 
 def ref_dfa(net, projections, x, y):
-    """SPEC 5.6: layers cut apart; each post-activation map projected to the logits by D_l."""
+    """docs/method.md §5.6: layers cut apart; each post-activation map projected to the logits by D_l."""
     a, extra = x, 0
     for l in range(net.depth):
         a = net.activation(net.layer(l, a.detach()))
@@ -152,7 +152,7 @@ def test_rule_equals_its_reference_away_from_initialisation(name):
 
 @pytest.mark.parametrize("name", ["align_ada", "align_zero", "align_prop"])
 def test_first_update_of_every_align_rule_equals_backprop(name):
-    """SPEC 11.4: at the initial weights the frozen network is the current one."""
+    """docs/method.md §5.8: at the initial weights the frozen network is the current one."""
     x, y = batch(seed=2)
     normal, rule = build_rule("normal", tiny_net(), 11), build_rule(name, tiny_net(), 11)
     got, want = rule.pseudo_gradients(x, y).grads, normal.pseudo_gradients(x, y).grads
@@ -173,7 +173,7 @@ def test_first_update_of_the_baselines_differs_from_backprop(name):
 
 
 def test_align_zero_is_the_frozen_networks_gradient_with_the_current_error():
-    """SPEC 11.5, first half: J_{theta0}(x)^T e with e from the current network."""
+    """docs/method.md §5.2: J_{theta0}(x)^T e with e from the current network."""
     rule = build_rule("align_zero", tiny_net(), 3)
     move_away_from_init(rule)
     x, y = batch(seed=4)
@@ -185,7 +185,7 @@ def test_align_zero_is_the_frozen_networks_gradient_with_the_current_error():
 
 
 def test_align_ada_last_conv_layer_uses_the_current_activation_mask():
-    """SPEC 11.5, second half: perturb the current last conv layer so its ReLU pattern moves; the
+    """docs/method.md §5.3: perturb the current last conv layer so its ReLU pattern moves; the
     rule's update of that layer must follow the current mask, not the frozen one."""
     rule = build_rule("align_ada", tiny_net(), 5)
     net, frozen, last = rule.net, rule.frozen, rule.net.depth - 1
@@ -212,7 +212,7 @@ def test_align_ada_last_conv_layer_uses_the_current_activation_mask():
 
 
 def test_fa_with_the_initial_weights_as_feedback_is_align_prop():
-    """SPEC 11.6, first half."""
+    """docs/method.md §5.4 and §5.5."""
     prop = build_rule("align_prop", tiny_net(), 9)
     move_away_from_init(prop)
     twin_net = copy.deepcopy(prop.net)
@@ -237,7 +237,7 @@ def test_sign_symmetry_of_the_initial_weights_keeps_the_initial_signs(parameteri
 
 
 def test_dfa_signal_is_the_projected_error_in_hwc_order():
-    """SPEC 11.6, second half: column (h*W + w)*C + c of D_l feeds element (c, h, w)."""
+    """docs/method.md §5.6: column (h*W + w)*C + c of D_l feeds element (c, h, w)."""
     rule = build_rule("dfa", tiny_net(width=3), 1)
     c, hgt, wid = rule.net.feature_shapes[4]
     rule.projections[4].zero_()

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from slurm_cluster import count_jobs, queued_jobs, require_slurm, wait_for_jobs_to_leave_queue
 from walign import checkpoint
@@ -88,7 +87,7 @@ def test_signalled_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
             time.sleep(0.1)
         assert ckpt is not None, "the job never finished an epoch"
         (job,) = queued_jobs()
-        done_at_signal = torch.load(ckpt, weights_only=False)["epoch"]
+        done_at_signal = checkpoint.read(ckpt)["epoch"]
         signal = subprocess.run(["scancel", "--signal=USR2", job], capture_output=True, text=True)
         assert signal.returncode == 0, signal.stderr
         out, _ = proc.communicate(timeout=600)

@@ -1,4 +1,4 @@
-"""The paper's grids in sweeps/: one per table and figure, each the grid SPEC section 10 lists,
+"""The paper's grids in sweeps/: one per table and figure, each the grid docs/method.md §10 lists,
 shrinkable from the command line, idempotent when launched again, with one-line errors."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from walign.app import RunSpec
+from walign.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "sweeps"
@@ -59,7 +59,7 @@ def values(name: str, key: str) -> set[str]:
 
 
 def test_grids_match_the_experiment_index():
-    """Spot checks against SPEC section 10."""
+    """Spot checks against docs/method.md §10."""
     assert len(grid("table6")) == 126 and {int(w) for w in values("table6", "width")} == set(W7)
     assert values("table6", "rule") == {"align_ada", "align_zero", "dfa", "fa", "last_layer", "normal"}
     assert values("table2", "seed") == {"100", "101", "102", "103", "104"} and values("table2", "width") == {"256"}

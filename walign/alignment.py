@@ -1,4 +1,4 @@
-"""Input-weight alignment scores (paper section 3; SPEC section 7).
+"""Input-weight alignment scores (paper section 3; docs/method.md §7).
 
 The score of conv layer l compares two Gram matrices of weight changes from the same initial
 weights W(0): Delta = D^T D for the gradient-descent network's change D = W(t) - W(0), and
@@ -41,7 +41,7 @@ def gram_probes(z: torch.Tensor, kernels: list[torch.Tensor], stride: int, pads)
 def operator_terms(changes: list[torch.Tensor], pairs: list[tuple[int, int]], input_shape, stride: int,
                    pads, iterations: int = 100, probes: int = 100,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Every iteration's (WD, WW, DD) of the released estimator (SPEC 7.3) for several
+    """Every iteration's (WD, WW, DD) of the released estimator (docs/method.md §7.3) for several
     (change, change) pairs of one layer, all sharing the same probes; ``input_shape`` is
     (C_in, H, W). Shape (iterations, pairs, 3), float64, NaN where an iteration degenerates."""
     terms = torch.empty(iterations, len(pairs), 3, dtype=torch.float64, device=changes[0].device)
@@ -60,8 +60,8 @@ def operator_terms(changes: list[torch.Tensor], pairs: list[tuple[int, int]], in
 
 def skipped_iterations(layer_terms: list[torch.Tensor], nan_skip: str = "all_layers") -> list[torch.Tensor]:
     """Which iterations each layer leaves out, as booleans (iterations, pairs): each pair is its own
-    estimate (the score, the permuted baseline). ``all_layers`` is the released code's rule (SPEC
-    7.3): an iteration in which any layer's value is NaN is dropped for every layer. ``per_layer``
+    estimate (the score, the permuted baseline). ``all_layers`` is the released code's rule (docs/method.md
+    §7.3): an iteration in which any layer's value is NaN is dropped for every layer. ``per_layer``
     drops it only where it is NaN (walign's behaviour before the option existed), so one degenerate
     layer cannot blank the others' scores."""
     own = [t.isnan().any(dim=2) for t in layer_terms]
@@ -82,19 +82,12 @@ def combine(terms: torch.Tensor, skip: torch.Tensor) -> list[float]:
     return [float(wd / math.sqrt(ww * dd)) if ww > 0 and dd > 0 else float("nan") for wd, ww, dd in sums.tolist()]
 
 
-def operator_scores(changes: list[torch.Tensor], pairs: list[tuple[int, int]], input_shape, stride: int,
-                    pads, iterations: int = 100, probes: int = 100,
-                    generator: torch.Generator | None = None) -> list[float]:
-    """The released estimator for one layer on its own (its own NaN iterations skipped)."""
-    terms = operator_terms(changes, pairs, input_shape, stride, pads, iterations, probes, generator)
-    return combine(terms, skipped_iterations([terms], "per_layer")[0])
-
-
 def operator_score(delta: torch.Tensor, delta_star: torch.Tensor, input_shape, stride: int, pads,
                    iterations: int = 100, probes: int = 100, generator: torch.Generator | None = None) -> float:
-    """The released estimator for one layer and one pair of weight changes."""
-    return operator_scores([delta, delta_star], [(0, 1)], input_shape, stride, pads, iterations, probes,
-                           generator)[0]
+    """The released estimator for one layer and one pair of weight changes (its own NaN
+    iterations skipped)."""
+    terms = operator_terms([delta, delta_star], [(0, 1)], input_shape, stride, pads, iterations, probes, generator)
+    return combine(terms, skipped_iterations([terms], "per_layer")[0])[0]
 
 
 def kernel_score(delta: torch.Tensor, delta_star: torch.Tensor) -> float:

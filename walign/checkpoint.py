@@ -1,7 +1,11 @@
-"""Per-epoch checkpoint files: data, never code, and never used when they are not this run's.
+"""Per-epoch checkpoint files: the one schema, data only, never used when they are not this run's.
 
-What a checkpoint holds is decided by ``walign.train.TrainState`` (the training state) and by the
-app (the run's identity and records so far); this module only stores and checks the file:
+A checkpoint is a ``Checkpoint``: the run's identity and records so far (written by the app), the
+wall time spent, and the training state's part, which ``walign.train.TrainState.snapshot`` declares
+(epoch, owner, the rule's ``state_dict``, optimizer, RNG streams, and after a stop signal the
+position inside the epoch). On disk it is one flat dict of tensors and plain values::
+
+    {"format": FORMAT, "identity": {...}, "records": [...], "wall_seconds": s, **TrainState.snapshot()}
 
 * Only tensors and plain Python values are stored, and files are loaded with
   ``torch.load(weights_only=True)``, so a crafted file cannot run code: unpickling anything else
@@ -21,6 +25,7 @@ app (the run's identity and records so far); this module only stores and checks 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,18 +37,40 @@ FORMAT = 3  # 3: the training state records whose it is; 2: plain data only; 1 h
 MAX_BYTES = 64 * 2**30  # far above any run's state (width 512 with Adam is a few hundred MB)
 
 
+OWN_KEYS = ("format", "identity", "records", "wall_seconds")  # the file's own; the rest is the training state's
+
+
 class Unusable(Exception):
     """A checkpoint exists but cannot be resumed from; str() says why in a few words."""
 
 
-def save(path: Path, state: dict) -> None:
-    """Serialise ``state`` (tensors and plain values only) and write it atomically."""
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds: whose run it is, what the run recorded, and the training state."""
+    identity: dict          # the run's identity (walign.spec.RunSpec.identity)
+    records: list[dict]     # metrics.jsonl's lines of the epochs done
+    training: dict          # walign.train.TrainState.snapshot()
+    wall_seconds: float = 0.0
+
+    @property
+    def epoch(self) -> int:
+        return self.training["epoch"]
+
+    @property
+    def within_epoch(self) -> dict | None:
+        """The position inside the next epoch, when a stop signal saved it mid-epoch."""
+        return self.training.get("within_epoch")
+
+
+def save(path: Path, checkpoint: Checkpoint) -> None:
+    """Serialise ``checkpoint`` (tensors and plain values only) and write it atomically."""
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buffer)
+    torch.save({"format": FORMAT, **checkpoint.training, "identity": checkpoint.identity,
+                "records": checkpoint.records, "wall_seconds": checkpoint.wall_seconds}, buffer)
     write_atomic(path, buffer.getvalue())
 
 
-def _check(state, identity: dict) -> dict:
+def _check(state, identity: dict) -> Checkpoint:
     if not isinstance(state, dict):
         raise Unusable(f"holds a {type(state).__name__}, not a checkpoint")
     if state.get("format") != FORMAT:
@@ -58,14 +85,16 @@ def _check(state, identity: dict) -> dict:
     if not isinstance(records, list) or [r.get("epoch") if isinstance(r, dict) else None
                                          for r in records] != list(range(1, epoch + 1)):
         raise Unusable(f"its records are not epochs 1..{epoch}")
-    if not isinstance(state.get("wall_seconds", 0.0), (int, float)):
+    seconds = state.get("wall_seconds", 0.0)
+    if not isinstance(seconds, (int, float)):
         raise Unusable("wall_seconds is not a number")
-    return state
+    training = {k: v for k, v in state.items() if k not in OWN_KEYS}
+    return Checkpoint(identity, records, training, seconds)
 
 
-def load(path: Path, identity: dict) -> dict | None:
-    """The checkpoint at ``path`` if there is one and it belongs to the run ``identity``; None if
-    there is none; ``Unusable`` if there is one that must not be used."""
+def read(path: Path) -> dict | None:
+    """The file's contents as plain data, unchecked (None if there is no file); ``Unusable`` if it
+    cannot be read as such. For looking into a checkpoint; a run resumes through ``load``."""
     try:
         data = read_bytes(path, MAX_BYTES)
     except Unreadable as err:
@@ -73,11 +102,17 @@ def load(path: Path, identity: dict) -> dict | None:
     if data is None:
         return None
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torn, foreign, or a pickle that is not plain data
         first = (str(err).strip().splitlines() or [""])[0][:160]
         raise Unusable(f"unreadable ({type(err).__name__}{': ' + first if first else ''})") from None
-    return _check(state, identity)
+
+
+def load(path: Path, identity: dict) -> Checkpoint | None:
+    """The checkpoint at ``path`` if there is one and it belongs to the run ``identity``; None if
+    there is none; ``Unusable`` if there is one that must not be used."""
+    state = read(path)
+    return None if state is None else _check(state, identity)
 
 
 def remove(path: Path) -> None:

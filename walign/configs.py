@@ -1,4 +1,9 @@
-"""Each rule's Hydra config node, generated from the rule's declaration (walign/rules/options.py).
+"""The Hydra config nodes of the rules and the data sets, generated from their declarations.
+
+``dataset=NAME`` selects the node a data set's entry declares (walign/datasets/base.py:
+``DataSet.node``), so a data set registered in Python, in walign or in a plugin, needs no YAML file.
+
+Each rule's node is generated from the rule's declaration (walign/rules/options.py).
 
 ``rule=NAME`` selects the node ``{name: NAME, <option>: <default>, ...}`` holding the options of
 every model family the rule has (align_ada's RNN-only ``same_step`` included; the run checks which
@@ -12,6 +17,7 @@ conf/rule/ holds only presets, which name a rule in their defaults list and chan
 """
 from __future__ import annotations
 
+from .datasets import DATASETS
 from .rules import RULES
 from .rules.options import declared
 
@@ -33,8 +39,11 @@ def rule_node(name: str) -> dict:
 
 
 def register_configs() -> None:
-    """Put every registered rule's node into Hydra's ConfigStore (group ``rule``); idempotent."""
+    """Put every registered rule's and data set's node into Hydra's ConfigStore (groups ``rule``
+    and ``dataset``); idempotent."""
     from hydra.core.config_store import ConfigStore
     store = ConfigStore.instance()
     for name in RULES:
         store.store(group="rule", name=name, node=rule_node(name), provider="walign")
+    for name, entry in DATASETS.items():
+        store.store(group="dataset", name=name, node=entry.node(), provider="walign")

@@ -50,27 +50,16 @@ layer, ``iterations`` x (one convolution of ``probes`` probes with the 2 stacked
 permuted baseline, plus one adjoint convolution per kernel), and the exact kernel score's three
 (C_out, 9 C_in) Gram products per pair.
 
-    python -m walign.cost          # the Markdown table of every sweep in sweeps/ (runs, PFLOP, GPU-hours)
+The per-sweep table (runs, PFLOP, GPU-hours) is walign/grids.py's: ``python -m walign.grids``.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import re
 from pathlib import Path
 
 KERNEL_TAPS = 9  # 3 x 3
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_shape(dataset: str, options: dict | None = None):
-    """Split sizes and image shape of a CNN data set (walign.data.DATASETS holds them)."""
-    from .data import DATASETS
-    entry = DATASETS.get(dataset)
-    if entry is None or entry.shape is None:
-        raise ValueError(f"no CNN data shape for dataset {dataset!r}")
-    return entry.shape(options or {})
 
 
 def conv_layers(arch: str, width: int, channels: int = 3, image_size: int = 32,
@@ -142,7 +131,7 @@ def rnn_forward_flops(width: int, batch: int = 50, length: int = 100) -> int:
 def scoring_flops(width: int, arch: str = "cifar", channels: int = 3, image_size: int = 32,
                   iterations: int = 100, probes: int = 100, permuted: bool = False,
                   score_layers: int | None = None, score_strides: list[int] | None = None) -> int:
-    """One alignment scoring (walign.rules.alignment.GradientDescentWithWStar.scores)."""
+    """One alignment scoring (walign.rules.gd_wstar.GradientDescentWithWStar.scores)."""
     from .nets import ARCHITECTURES
     strides = list(score_strides or ARCHITECTURES[arch][:score_layers or len(ARCHITECTURES[arch])])
     kernels = 3 if permuted else 2
@@ -159,47 +148,57 @@ def scored_epochs(score_epochs, epochs: int) -> int:
     return len({int(e) for e in (score_epochs or ()) if 1 <= int(e) <= epochs})
 
 
-def run_cost(spec) -> dict:
-    """FLOPs of the whole run a ``walign.app.RunSpec`` describes: ``step`` (one full-batch step),
-    ``steps_per_epoch``, ``train``, ``evaluation``, ``alignment`` and ``total``."""
+def cnn_run_cost(spec, shape) -> dict:
+    """FLOPs of a CNN run (``spec`` a walign.spec.RunSpec, ``shape`` its data set's
+    walign.datasets.DataShape): see ``run_cost``."""
     batch, epochs, options = spec.resolved_batch_size(), spec.epochs, spec.rule_options or {}
-    if spec.family == "rnn":
-        data = spec.data_options or {}
-        length, sequences = int(data.get("length", 100)), int(data.get("sequences", 400))
-        train_size = int(data.get("train_size", 300))
-        step = rnn_step_flops(spec.rule, spec.width, batch, length)["total"]
-        steps = train_size // batch
-        batches = (sequences - train_size) // batch + train_size // batch
-        evaluation = batches * rnn_forward_flops(spec.width, batch, length)
-        train = steps * step
-        alignment = 0
-    else:
-        shape = data_shape(spec.dataset, spec.data_options)
-        arch = shape.arch if spec.arch == "auto" else spec.arch
-        net = dict(arch=arch, channels=shape.channels, image_size=shape.image_size, classes=shape.classes)
-        step = step_flops(spec.rule, spec.width, batch, rule_options=options, **net)["total"]
-        steps, rest = divmod(shape.train, batch)
-        train = steps * step
-        if rest and not shape.whole_batches:
-            train += step_flops(spec.rule, spec.width, rest, rule_options=options, **net)["total"]
-            steps += 1
-        images = sum(n if not shape.whole_batches else n // batch * batch
-                     for n in (shape.val, shape.test if spec.eval_test else 0))
-        evaluation = images * forward_flops(spec.width, 1, **net)
-        alignment = 0
-        if spec.rule == "gd_wstar":
-            scorings = scored_epochs(options.get("score_epochs", [epochs]), epochs)
-            alignment = scorings * scoring_flops(
-                spec.width, arch, shape.channels, shape.image_size, options.get("iterations", 100),
-                options.get("probes", 100), bool(options.get("permuted", False)), options.get("score_layers"),
-                options.get("score_strides"))
-    total = epochs * (train + evaluation) + alignment
+    arch = shape.arch if spec.arch == "auto" else spec.arch
+    net = dict(arch=arch, channels=shape.channels, image_size=shape.image_size, classes=shape.classes)
+    step = step_flops(spec.rule, spec.width, batch, rule_options=options, **net)["total"]
+    steps, rest = divmod(shape.train, batch)
+    train = steps * step
+    if rest and not shape.whole_batches:
+        train += step_flops(spec.rule, spec.width, rest, rule_options=options, **net)["total"]
+        steps += 1
+    images = sum(n if not shape.whole_batches else n // batch * batch
+                 for n in (shape.val, shape.test if spec.eval_test else 0))
+    evaluation = images * forward_flops(spec.width, 1, **net)
+    alignment = 0
+    if spec.rule == "gd_wstar":
+        scorings = scored_epochs(options.get("score_epochs", [epochs]), epochs)
+        alignment = scorings * scoring_flops(
+            spec.width, arch, shape.channels, shape.image_size, options.get("iterations", 100),
+            options.get("probes", 100), bool(options.get("permuted", False)), options.get("score_layers"),
+            options.get("score_strides"))
+    return _whole_run(step, steps, train, evaluation, alignment, epochs)
+
+
+def rnn_run_cost(spec) -> dict:
+    """FLOPs of an Add-task RNN run: see ``run_cost``."""
+    batch, data = spec.resolved_batch_size(), spec.data_options or {}
+    length, sequences = int(data.get("length", 100)), int(data.get("sequences", 400))
+    train_size = int(data.get("train_size", 300))
+    step = rnn_step_flops(spec.rule, spec.width, batch, length)["total"]
+    steps = train_size // batch
+    batches = (sequences - train_size) // batch + train_size // batch
+    evaluation = batches * rnn_forward_flops(spec.width, batch, length)
+    return _whole_run(step, steps, steps * step, evaluation, 0, spec.epochs)
+
+
+def _whole_run(step, steps, train, evaluation, alignment, epochs) -> dict:
     return {"step": step, "steps_per_epoch": steps, "train": epochs * train, "evaluation": epochs * evaluation,
-            "alignment": alignment, "total": total}
+            "alignment": alignment, "total": epochs * (train + evaluation) + alignment}
+
+
+def run_cost(spec) -> dict:
+    """FLOPs of the whole run a ``walign.spec.RunSpec`` describes: ``step`` (one full-batch step),
+    ``steps_per_epoch``, ``train``, ``evaluation``, ``alignment`` and ``total``. Each data set's
+    entry knows how its model family is costed (``DataSet.flops``)."""
+    return spec.entry.flops(spec)
 
 
 def run_flops(spec) -> float:
-    """Total convolution and matmul FLOPs of the run ``spec`` (a walign.app.RunSpec)."""
+    """Total convolution and matmul FLOPs of the run ``spec`` (a walign.spec.RunSpec)."""
     return float(run_cost(spec)["total"])
 
 
@@ -209,28 +208,6 @@ def format_flops(x: float) -> str:
         if abs(x) >= 10 ** power:
             return f"{x / 10 ** power:.1f} {unit}"
     return f"{x:.1f} FLOP"
-
-
-# ----------------------------------------------------------------------------- sweeps
-def sweep_jobs(path: Path) -> list[list[str]]:
-    """The job overrides of a sweep file as Hydra's basic sweeper expands them (comma lists, in
-    order), after the group choices of its defaults list (as tests/test_sweeps.py does)."""
-    from omegaconf import OmegaConf
-    sweep = OmegaConf.to_container(OmegaConf.load(path))
-    chosen = [f"{key.replace('override /', '')}={value}" for entry in sweep.get("defaults", [])
-              for key, value in entry.items()]
-    axes = [[f"{key}={v}" for v in str(value).split(",")] if "[" not in str(value) else [f"{key}={value}"]
-            for key, value in sweep["hydra"]["sweeper"]["params"].items()]
-    return [chosen + list(job) for job in itertools.product(*axes)]
-
-
-def sweep_specs(path: Path, conf: Path = ROOT / "conf") -> list:
-    """Every run of a sweep file as a RunSpec."""
-    from hydra import compose, initialize_config_dir
-
-    from .app import RunSpec
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        return [RunSpec.from_config(compose(config_name="config", overrides=job)) for job in sweep_jobs(path)]
 
 
 def measured_throughput(results: Path = ROOT / "benchmarks" / "results") -> tuple[str, dict] | None:
@@ -260,26 +237,3 @@ def rate_for(rates: dict, rule: str, width: int) -> float | None:
             nearest = min(widths, key=lambda w: abs(math.log2(w) - math.log2(width)))
             return rates[(name, nearest)]
     return None
-
-
-def sweep_table(sweeps: Path = ROOT / "sweeps", results: Path = ROOT / "benchmarks" / "results") -> str:
-    """The Markdown table of every sweep: runs, total PFLOP and (if measured) GPU-hours."""
-    measured = measured_throughput(results)
-    card = measured[0] if measured else None
-    head = f"GPU-hours at fp32 ({card})" if card else "GPU-hours (no GPU measurement yet)"
-    lines = [f"| sweep | runs | PFLOP | {head} |", "|---|---:|---:|---:|"]
-    for path in sorted(Path(sweeps).glob("*.yaml"), key=lambda p: (p.stem.rstrip("0123456789"),
-                                                                     int(re.sub(r"\D", "", p.stem) or 0))):
-        specs = sweep_specs(path)
-        flops = [run_flops(s) for s in specs]
-        hours = ""
-        if measured:
-            rates = [None if s.dataset == "add" else rate_for(measured[1], s.rule, s.width) for s in specs]
-            if all(rates):
-                hours = f"{sum(f / (r * 1e12) for f, r in zip(flops, rates)) / 3600:.1f}"
-        lines.append(f"| `{path.name}` | {len(specs)} | {sum(flops) / 1e15:.1f} | {hours} |")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(sweep_table())

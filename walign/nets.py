@@ -1,4 +1,4 @@
-"""The paper's convolutional networks (SPEC sections 1 and 2).
+"""The paper's convolutional networks (docs/method.md §1 and §2).
 
 One class covers the CIFAR (7 conv), KMNIST (3 conv) and ImageNet (7 conv, stride-4 stem) stacks;
 they differ only in their strides, input shape and class count. Three details matter for faithful
@@ -29,7 +29,7 @@ from .feedback import FeedbackConv2d, FeedbackLinear
 
 BN_EPS = 1e-6
 KERNEL = 3
-ARCHITECTURES = {  # name -> conv strides (SPEC 2.4)
+ARCHITECTURES = {  # name -> conv strides (docs/method.md §2.4)
     "cifar": (1, 1, 1, 2, 1, 2, 1),
     "kmnist": (1, 2, 2),
     "imagenet": (4, 2, 1, 2, 1, 2, 1),
@@ -166,7 +166,7 @@ class ConvNet(nn.Module):
 
 def draw_like(rng: np.random.RandomState, net: ConvNet, l: int) -> torch.Tensor:
     """One float64 draw shaped like parameter ``l`` of ``net`` (conv kernel l, or the head when
-    l == net.depth), at the parameterisation's scale, in the released code's layout (SPEC 1.3):
+    l == net.depth), at the parameterisation's scale, in the released code's layout (docs/method.md §1.3):
     a kernel is drawn as a (C_out, 9*C_in) matrix in (kh, kw, c_in) column order."""
     standard = net.spec.parameterization == "standard"
     if l == net.depth:
@@ -183,7 +183,7 @@ ExtraDraw = Callable[[np.random.RandomState, int], "torch.Tensor | None"]
 
 
 def initialize(net: ConvNet, seed: int, draw_extra: ExtraDraw | None = None) -> list[torch.Tensor]:
-    """Draw the initial weights with numpy's legacy RNG in the released code's order (SPEC 1.3).
+    """Draw the initial weights with numpy's legacy RNG in the released code's order (docs/method.md §1.3).
 
     Conv kernels in layer order, then the head; biases are zero. A rule with random state of its
     own (FA's feedback kernels, DFA's projections) passes ``draw_extra(rng, l)``, called right

@@ -31,7 +31,7 @@ RUN_OVERHEAD_S = 5.0    # per run inside a task: building the net, loading the d
 
 
 def estimate_seconds(spec, tflops: float | None = None) -> float:
-    """Estimated seconds of a run (a walign.app.RunSpec) on one GPU (see the module docstring)."""
+    """Estimated seconds of a run (a walign.spec.RunSpec) on one GPU (see the module docstring)."""
     from .cost import rate_for, run_flops
     rate = tflops
     if rate is None:
@@ -94,9 +94,9 @@ def cluster_max_array_size() -> int | None:
 # ----------------------------------------------------------------------------- on the node
 @dataclass
 class PackedRun:
-    spec: object            # walign.app.RunSpec
+    spec: object            # walign.spec.RunSpec
     config_yaml: str = ""   # the run's resolved configuration, written to its config.yaml
-    rule_module: str = ""   # the user's module of rules, imported before the run
+    modules: dict = field(default_factory=dict)  # rule_module / dataset_module: the user's modules, imported first
 
 
 def _rank() -> tuple[int, int]:
@@ -112,15 +112,14 @@ class PackedTask:
 
     def __call__(self) -> list[str]:
         from .app import execute
-        from .rules import import_rule_module
+        from .plugins import import_user_modules
         rank, size = _rank()
         statuses = []
         for i, run in enumerate(self.runs):
             if i % size != rank:
                 continue
             try:
-                if run.rule_module:
-                    import_rule_module(run.rule_module)
+                import_user_modules(run.modules)
                 summary = execute(run.spec, run.config_yaml)
                 status = summary["status"]
                 if status == "failed":

@@ -50,14 +50,6 @@ def set_tf32(enabled: bool) -> None:
         torch.backends.cudnn.allow_tf32 = enabled
 
 
-def tf32_flags() -> dict:
-    """Whether TF32 is allowed now, for matmuls and for convolutions."""
-    if _new_api():
-        return {"matmul": torch.backends.cuda.matmul.fp32_precision == "tf32",
-                "conv": torch.backends.cudnn.conv.fp32_precision == "tf32"}
-    return {"matmul": bool(torch.backends.cuda.matmul.allow_tf32), "conv": bool(torch.backends.cudnn.allow_tf32)}
-
-
 def check(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

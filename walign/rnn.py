@@ -1,5 +1,5 @@
-"""The Add task's recurrent network (SPEC 2.6; paper Appendix E and K). The task's data is in
-walign/addtask.py.
+"""The Add task's recurrent network (docs/method.md §2.6; paper Appendix E and K). The task's data is in
+walign/datasets/add.py.
 
 The network is the released code's, not eqs. 60-61 as printed: the readout is scaled by
 1/sqrt(n), the input weights are not, the output at step t already sees x_t, and every batch
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 def sequence_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Sum over time of the batch-mean squared error (SPEC 4.1)."""
+    """Sum over time of the batch-mean squared error (docs/method.md §4.1)."""
     return (output - target).pow(2).mean(0).sum()
 
 

@@ -37,15 +37,11 @@ SUMMARY_KEYS = {"status": str, "dataset": str, "rule": str, "width": int, "lr": 
 SUMMARY_RANGES = {"width": (1, 2**20), "epochs": (1, 10**7), "epochs_done": (0, 10**7),
                   "lr": (1e-12, 1e6), "seed": (0, 2**32 - 1)}
 # the keys of a summary.json besides the run's identity (and compute_precision, which identifies
-# a run except at its default fp32): what the run did, where, and its results. The report tells
-# identity from results by this list.
-RESULT_KEYS = ("status", "run_dir", "device", "walign_version", "epochs_done", "error", "wall_seconds",
-               "resumed_after_epoch", "resumed_after_step", "precision_note",
-               # classification tasks (walign.data.Data.summarize)
-               "best_val_acc", "best_val_epoch", "final_val_acc", "test_acc_at_best_val", "best_test_acc",
-               "final_test_acc", "final_train_loss",
-               # the Add task (walign.addtask.AddTask.summarize)
-               "min_train_loss", "min_train_epoch", "min_test_loss", "min_test_epoch", "final_test_loss")
+# a run except at its default fp32) and its results: what the run did and where. Each data set
+# declares its result keys (walign.datasets: DataSet.summary_keys); the report tells identity from
+# results by both lists.
+RUN_KEYS = ("status", "run_dir", "device", "walign_version", "epochs_done", "error", "wall_seconds",
+            "resumed_after_epoch", "resumed_after_step", "precision_note")
 
 
 class Unreadable(Exception):

@@ -1,4 +1,4 @@
-"""The training loop: any rule, any task, any optimizer, per-epoch evaluation (SPEC section 4).
+"""The training loop: any rule, any task, any optimizer, per-epoch evaluation (docs/method.md §4).
 
 The loop knows rules only through ``Rule.pseudo_gradients``. Batch order follows the released
 code: a numpy RNG seeded with the run seed right before training, one permutation of the training
@@ -138,6 +138,39 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
+def _train_epoch(state: TrainState, data, progress, signals, on_signal, autocast, start: float) -> tuple[float, float]:
+    """One epoch's steps (from ``state.within`` if a stop signal saved the position inside it):
+    (the epoch's mean training loss, seconds of its earlier parts)."""
+    rule, cfg, optimizer = state.rule, state.cfg, state.optimizer
+    loss_sum, steps, earlier = torch.zeros((), device=next(rule.net.parameters()).device), 0, 0.0
+    if state.within is not None:  # resuming inside this epoch: same batch order, skip what was done
+        state.rng.set_state(state.within["order_rng"].get_state())
+        loss_sum, steps = state.within["loss_sum"].to(loss_sum.device), state.within["step"]
+        earlier = state.within["seconds"]
+    order_rng = np.random.RandomState()
+    order_rng.set_state(state.rng.get_state())  # the epoch's batch order is drawn from this state
+    for index, (x, labels) in enumerate(data.train.batches(state.rng, cfg.batch_size)):
+        if index < steps:
+            continue
+        with autocast():
+            step = rule.pseudo_gradients(x, data.targets(labels))
+        for param, grad in zip(rule.params, step.grads):
+            param.grad = grad
+        optimizer.step()
+        loss_sum += step.loss
+        steps += 1
+        if progress is not None:
+            progress.update(1)
+        if signals is not None and signals.pending is not None:
+            state.within = {"step": steps, "order_rng": order_rng, "loss_sum": loss_sum,
+                            "seconds": earlier + time.perf_counter() - start}
+            if on_signal is not None:
+                on_signal()
+            signals.obey()  # ends the process: the previous handler's way (requeue, termination) or Stopped
+    state.within = None
+    return loss_sum.item() / max(steps, 1), earlier
+
+
 def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=None, signals=None,
           on_signal: Callable[[], None] | None = None, autocast=nullcontext) -> dict:
     """Train from ``state`` to ``state.cfg.epochs``; call ``on_epoch(record)`` after each epoch
@@ -145,55 +178,29 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
 
     With ``signals`` (a walign.interrupt.DeferredSignals), a stop signal is noticed after the
     current step: ``state.within`` is set to the position in the epoch, ``on_signal()`` is called
-    (to save it), then the signal is obeyed, which ends the process (walign.interrupt). ``autocast()`` wraps each step's and evaluation's
-    compute (walign.precision).
+    (to save it), then the signal is obeyed, which ends the process (walign.interrupt).
+    ``autocast()`` wraps each step's and evaluation's compute (walign.precision).
 
-    ``data`` is a ``walign.data.Task``: ``data.train.batches(rng, batch_size)`` yields (inputs,
+    ``data`` is a ``walign.datasets.Task``: ``data.train.batches(rng, batch_size)`` yields (inputs,
     labels), ``data.targets(labels)`` gives the regression targets, and ``data.evaluate(...)``
     returns the epoch's evaluation metrics (classification accuracies, or the Add task's losses).
 
     Returns {'status': 'complete' | 'diverged', 'epochs_done': n}. A non-finite training loss ends
     the run after that epoch's record is written, with status 'diverged'.
     """
-    rule, cfg, optimizer = state.rule, state.cfg, state.optimizer
-    device = next(rule.net.parameters()).device
+    device = next(state.rule.net.parameters()).device
+    steps_per_epoch = data.train.num_batches(state.cfg.batch_size)
     status = "complete"
     if progress is not None:
-        progress.update(state.epoch * data.train.num_batches(cfg.batch_size)
-                        + (state.within["step"] if state.within else 0))
-    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        progress.update(state.epoch * steps_per_epoch + (state.within["step"] if state.within else 0))
+    for epoch in range(state.epoch + 1, state.cfg.epochs + 1):
         _sync(device)
         start = time.perf_counter()
-        loss_sum, steps, earlier = torch.zeros((), device=device), 0, 0.0
-        if state.within is not None:  # resuming inside this epoch: same batch order, skip what was done
-            state.rng.set_state(state.within["order_rng"].get_state())
-            loss_sum, steps = state.within["loss_sum"].to(device), state.within["step"]
-            earlier = state.within["seconds"]
-        order_rng = np.random.RandomState()
-        order_rng.set_state(state.rng.get_state())  # the epoch's batch order is drawn from this state
-        for index, (x, labels) in enumerate(data.train.batches(state.rng, cfg.batch_size)):
-            if index < steps:
-                continue
-            with autocast():
-                step = rule.pseudo_gradients(x, data.targets(labels))
-            for param, grad in zip(rule.params, step.grads):
-                param.grad = grad
-            optimizer.step()
-            loss_sum += step.loss
-            steps += 1
-            if progress is not None:
-                progress.update(1)
-            if signals is not None and signals.pending is not None:
-                state.within = {"step": steps, "order_rng": order_rng, "loss_sum": loss_sum,
-                                "seconds": earlier + time.perf_counter() - start}
-                if on_signal is not None:
-                    on_signal()
-                signals.obey()  # ends the process: the previous handler's way (requeue, termination) or Stopped
-        state.within = None
-        train_loss = loss_sum.item() / max(steps, 1)
+        train_loss, earlier = _train_epoch(state, data, progress, signals, on_signal, autocast, start)
         with autocast():
-            metrics = data.evaluate(rule.net, cfg.batch_size, state.rng, state.test_rng, cfg.eval_test)
-        metrics.update(rule.epoch_metrics(epoch))
+            metrics = data.evaluate(state.rule.net, state.cfg.batch_size, state.rng, state.test_rng,
+                                    state.cfg.eval_test)
+        metrics.update(state.rule.epoch_metrics(epoch))
         _sync(device)
         state.epoch = epoch
         on_epoch({"epoch": epoch, "train_loss": train_loss, **metrics,

@@ -8,7 +8,8 @@ backprop's benefit comes from the top of the network?) and a template for your o
 2. declare the options as typed keyword arguments of ``create`` (here ``layers``): walign builds
    ``rule=my_rule rule.layers=3`` from that and refuses values of the wrong type;
 3. ``pseudo_gradients`` turns a batch into a ``Step``: the loss and one gradient per parameter
-   (None: leave it alone); ``self.exact(loss, params)`` is backprop's for ``params``.
+   (None: leave it alone); ``self.exact(loss, params)`` is backprop's for ``params``;
+4. declare ``passes``, what one step computes, so sweeps are priced right (walign warns without).
 
 Make it visible to walign with ``pip install -e examples/my_rule`` (the entry point in
 pyproject.toml), or without installing: ``python main.py +rule_module=my_rule rule=my_rule``.
@@ -22,6 +23,10 @@ from walign.rules import Rule, mse, register
 @register("my_rule", "cnn")
 class TopLayersBackprop(Rule):
     """Backprop into the head and the last ``layers`` conv layers; the rest stays at init."""
+    # what one step computes, for FLOP counts (walign.rules.base.Passes counts whole-network
+    # passes): a full forward, and gradients of the top layers only; backprop's counts are the
+    # upper bound, exact when layers equals the network's depth
+    passes = Rule.passes
 
     def __init__(self, net, layers: int):
         super().__init__(net)

@@ -29,7 +29,8 @@ class _LaunchUnfinished:
     def check(self, job_overrides: Sequence[Sequence[str]]) -> None:
         """Every run's values and what they need from this machine (device, a writable
         results_dir), before anything is written; exits 2 with one line on the first bad run."""
-        from walign.app import RunSpec, check_results_dir
+        from walign.machine import check_results_dir
+        from walign.spec import RunSpec
         from walign.errors import ConfigError
 
         # SLURM runs on other machines: the device and the data are theirs to check (this login node

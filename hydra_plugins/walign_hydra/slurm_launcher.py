@@ -66,11 +66,12 @@ class WalignSlurmLauncher(Launcher):
     # ------------------------------------------------------------------------- preparing
     def _runs(self, job_overrides: Sequence[Sequence[str]]) -> list:
         """A PackedRun per job: its checked RunSpec (results_dir made absolute, for the nodes),
-        its resolved configuration (without Hydra's node) and the rule module it needs."""
+        its resolved configuration (without Hydra's node) and the plugin modules it needs."""
         from omegaconf import OmegaConf, open_dict
 
-        from walign.app import RunSpec
+        from walign.spec import RunSpec
         from walign.packing import PackedRun
+        from walign.plugins import MODULE_KEYS
         runs = []
         for overrides in job_overrides:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
@@ -78,7 +79,8 @@ class WalignSlurmLauncher(Launcher):
                 del cfg["hydra"]
             spec = RunSpec.from_config(cfg)
             spec = dataclasses.replace(spec, results_dir=str(Path(spec.results_dir).resolve()))
-            runs.append(PackedRun(spec, OmegaConf.to_yaml(cfg, resolve=True), str(cfg.get("rule_module") or "")))
+            modules = {key: str(cfg[key]) for key in MODULE_KEYS if cfg.get(key)}
+            runs.append(PackedRun(spec, OmegaConf.to_yaml(cfg, resolve=True), modules))
         return runs
 
     def _executor(self):

@@ -24,7 +24,7 @@ import pandas as pd
 from ..runs import METRICS, SUMMARY, Unreadable, read_metrics, read_summary
 from . import variants
 
-USABLE_STATUSES = ("complete", "diverged")  # a diverged run keeps its best-so-far values (SPEC 9.24)
+USABLE_STATUSES = ("complete", "diverged")  # a diverged run keeps its best-so-far values (docs/method.md §9 item 24)
 
 COLUMNS = ("path", "dataset", "source_dataset", "rule", "width", "lr", "epochs", "batch_size", "seed",
            "activation", "parameterization", "optimizer", "train_size", "variant", "status",

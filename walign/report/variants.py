@@ -1,10 +1,11 @@
 """Which runs are variants: the paper-setting defaults, read from the configuration.
 
 A run is at the paper's setting when every option that identifies what it trains has its default.
-The defaults are not copied here: they come from the Hydra configuration the runs were launched
-with (``conf/`` beside the walign package), composed once per (data set, rule) pair, and from the
-rule's own declaration (``RULES[rule][family].options()``) for options the config file does not
-name. The summary keys of a run fall into four groups:
+The defaults are not copied here: they come from the data set's entry (walign.datasets), from the
+Hydra configuration the runs were launched with (``conf/`` beside the walign package, composed once
+per rule) for the top-level keys and rule presets, and from the rule's own declaration
+(``RULES[rule][family].options()``) for options the config file does not name. The summary keys
+of a run fall into four groups:
 
 * grid axes (width, lr, epochs, ...): the selection protocol picks among them, never a variant;
 * results and bookkeeping that walign writes after training (status, best_val_acc, device, ...);
@@ -24,9 +25,8 @@ from pathlib import Path
 
 import walign
 
-from ..app import LOADING_KEYS
-from ..runs import RESULT_KEYS
-from ..data import DATASETS
+from ..datasets import DATASETS, result_keys
+from ..runs import RUN_KEYS
 from ..rules import RULES
 
 CONF_DIR = Path(walign.__file__).resolve().parents[1] / "conf"
@@ -67,40 +67,45 @@ def _declared(dataset: str, rule: str) -> dict:
     return dict(cls.options()) if cls is not None else {}
 
 
-def _compose(conf_dir: Path, dataset: str, rule: str) -> dict | None:
-    """The resolved config for this data set and rule, or None if it cannot be composed here. A
-    data set or rule with no file in conf/ (a plugin rule) gets an empty node: the rule's
-    declaration then gives its options, and an unknown data set has none."""
+def _compose(conf_dir: Path, rule: str) -> dict | None:
+    """The resolved config for this rule, or None if it cannot be composed here. A rule with no
+    file in conf/ (every rule but a preset) gets an empty node: its declaration gives its options."""
     if not (conf_dir / "config.yaml").is_file():
         return None
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
-    known = {group: name.isidentifier() and (conf_dir / group / f"{name}.yaml").is_file()
-             for group, name in (("dataset", dataset), ("rule", rule))}
-    overrides = [f"{group}={name}" for group, name in (("dataset", dataset), ("rule", rule)) if known[group]]
+
+    from ..configs import register_configs
+    register_configs()  # the data sets' and rules' nodes, which conf/config.yaml's defaults name
+    known = rule.isidentifier() and (conf_dir / "rule" / f"{rule}.yaml").is_file()
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
-            cfg = compose("config", overrides=overrides)
+            cfg = compose("config", overrides=[f"rule={rule}"] if known else [])
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # a config that does not compose here (another Hydra app running, a broken file)
         return None
-    for group, name in (("dataset", dataset), ("rule", rule)):
-        if not known[group]:
-            config[group] = {"name": name}
+    if not known:
+        config["rule"] = {"name": rule}
     return config
+
+
+def _data_defaults(dataset: str) -> dict:
+    """The identity options of a registered data set with their defaults (none if unknown)."""
+    entry = DATASETS.get(dataset)
+    return entry.split_options(entry.node())[1] if entry is not None else {}
 
 
 @functools.lru_cache(maxsize=None)
 def _defaults_at(conf_dir: Path, dataset: str, rule: str) -> Defaults:
     declared = _declared(dataset, rule)
-    ignored = frozenset(GRID_AXES + RESULT_KEYS + MEASUREMENT_OPTIONS.get(rule, ()))
-    config = _compose(conf_dir, dataset, rule)
+    ignored = frozenset(GRID_AXES + RUN_KEYS + result_keys() + MEASUREMENT_OPTIONS.get(rule, ()))
+    config = _compose(conf_dir, rule)
     if config is None:
         options = {**declared, **TOP_LEVEL_OPTIONS}
         return Defaults({k: _plain(v) for k, v in options.items()}, ignored, from_config=False,
                         checks_unknown=False)
     rule_node = {k: v for k, v in config.get("rule", {}).items() if k != "name"}
-    data_node = {k: v for k, v in config.get("dataset", {}).items() if k not in LOADING_KEYS}
+    data_node = _data_defaults(dataset)
     top = {key: config.get(key, fallback) for key, fallback in TOP_LEVEL_OPTIONS.items()}
     # the config's value wins over the declaration's: it is what a launch without overrides used
     options = {**data_node, **declared, **rule_node, **top}

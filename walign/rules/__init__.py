@@ -1,10 +1,10 @@
 """Learning rules. Importing this package registers every rule in ``RULES``: walign's own and
-those of installed plugin packages (walign/rules/plugins.py)."""
+those of installed plugin packages (entry-point group ``walign.rules``, walign/plugins.py)."""
 from .base import RULES, Rule, Step, mse, output_error, register, rules_for  # noqa: F401
-from . import alignment, cnn, rnn, sign_symmetry  # noqa: F401  (register the rules)
-from .plugins import import_rule_module, load_entry_points
+from . import cnn, gd_wstar, rnn, sign_symmetry  # noqa: F401  (register the rules)
+from ..plugins import load_entry_points
 
-PLUGINS = load_entry_points()
+load_entry_points("walign.rules")
 
 
 def build_rule(name: str, net, seed: int, **options) -> Rule:
@@ -17,5 +17,4 @@ def build_rule(name: str, net, seed: int, **options) -> Rule:
     return RULES[name][family].create(net, seed, **options)
 
 
-__all__ = ["RULES", "Rule", "Step", "build_rule", "import_rule_module", "mse", "output_error", "register",
-           "rules_for"]
+__all__ = ["RULES", "Rule", "Step", "build_rule", "mse", "output_error", "register", "rules_for"]

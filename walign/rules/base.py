@@ -8,6 +8,7 @@ know which rule produced them.
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass, replace
 
 import torch
@@ -20,11 +21,16 @@ def register(name: str, family: str = "cnn"):
     """Class decorator: make a rule available under ``name`` for models of ``family``.
 
     One name can have an implementation per family ('normal' is backprop for CNNs and BPTT for
-    the RNN); a model declares its family in its ``family`` attribute.
+    the RNN); a model declares its family in its ``family`` attribute. A rule that declares no
+    ``passes`` of its own is costed as backprop (sweep prices, SLURM packing): one warning line
+    says so, since a wrong count is otherwise silent.
     """
     def add(cls):
         cls.name, cls.family = name, family
         RULES.setdefault(name, {})[family] = cls
+        if not any("passes" in vars(k) for k in cls.__mro__ if k is not Rule):
+            print(f"walign: warning: rule {name} ({family}) declares no `passes`; its FLOP count assumes "
+                  f"backprop's (set passes = Rule.passes.replace(...), docs/extending.md)", file=sys.stderr)
         return cls
     return add
 
@@ -35,7 +41,7 @@ def rules_for(family: str) -> list[str]:
 
 
 def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared error averaged over the batch and the classes (SPEC 4.1)."""
+    """Squared error averaged over the batch and the classes (docs/method.md §4.1)."""
     return (output - target).pow(2).mean()
 
 
@@ -138,9 +144,9 @@ class Rule:
         """The step whose pseudo-gradients are the exact gradients of ``loss`` for ``params``
         (default: all parameters); any other parameter is left untouched."""
         params = self.params if params is None else params
-        return Step(loss.detach(), self.aligned(params, torch.autograd.grad(loss, params)))
+        return Step(loss.detach(), self.in_param_order(params, torch.autograd.grad(loss, params)))
 
-    def aligned(self, targets: list[torch.Tensor], grads) -> list[torch.Tensor | None]:
+    def in_param_order(self, targets: list[torch.Tensor], grads) -> list[torch.Tensor | None]:
         """Gradients computed for ``targets`` laid out in the order of ``self.params``."""
         by_param = dict(zip(targets, grads))
         return [by_param.get(p) for p in self.params]

@@ -1,9 +1,9 @@
-"""The seven CNN learning rules (SPEC section 5).
+"""The seven CNN learning rules (docs/method.md §5).
 
 Each rule is written in its cheap form: the current network is run once, layers whose input
 gradient the rule does not use take detached inputs, and the rule's error signals are injected
 with ``torch.autograd.grad(outputs, params, grad_outputs)`` rather than by building a second
-full network graph. The SPEC's autograd recipes are the reference the tests compare against.
+full network graph. The autograd recipes of docs/method.md §5 are the reference the tests compare against.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Paired training for alignment measurements (SPEC 7.1-7.2): the gradient-descent network and
+"""Paired training for alignment measurements (docs/method.md §7.1-7.2): the gradient-descent network and
 W* step together from the same initial weights, both driven by the GD network's output error.
 
 This is a rule like the others: its parameters are the GD network's plus one W* kernel per conv
@@ -37,7 +37,7 @@ class GradientDescentWithWStar(Rule):
 
     def __init__(self, net, score_epochs=(150,), iterations: int = 100, probes: int = 100,
                  permuted_baseline: bool = False, score_layers: int | None = None,
-                 score_strides: list[int] | None = None, probe_seed: int = 0,
+                 score_strides: list[int] | None = None,
                  nan_skip: Literal["all_layers", "per_layer"] = "all_layers"):
         super().__init__(net)
         self.nan_skip = nan_skip
@@ -52,7 +52,8 @@ class GradientDescentWithWStar(Rule):
         if len(self.strides) != self.layers or self.layers > net.depth:
             raise ValueError(f"score_strides needs one stride per scored layer ({self.layers}), got {self.strides}")
         self.input_shapes, self.pads = self._geometry()
-        self.generator = torch.Generator(device=net.fc_weight.device).manual_seed(probe_seed)
+        # the probes come from a fixed stream (the released code's were unseeded): a score is repeatable
+        self.generator = torch.Generator(device=net.fc_weight.device).manual_seed(0)
 
     @classmethod
     def create(cls, net, seed, score_epochs: list[int] | Literal["all"] = (150,), iterations: int = 100,

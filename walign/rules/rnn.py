@@ -1,4 +1,4 @@
-"""The recurrent learning rules for the Add task (SPEC section 6).
+"""The recurrent learning rules for the Add task (docs/method.md §6).
 
 All four share the RNN's learned initial state S: the frozen copy of the initial network is
 always unrolled from the *current* S, and every rule trains S.

@@ -1,0 +1,180 @@
+"""A run, checked: every value one training run needs, from the composed Hydra config.
+
+This is where the config becomes typed values: ``RunSpec.from_config`` reads the composed config
+(the only code below main.py and the Hydra plugins that does), ``validate`` checks every value
+once, and everything below receives the spec. A run's identity (its directory name) is derived
+here too, so main, the sweeper, the SLURM launcher, ``walign status`` and the report agree on it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .configs import register_configs
+from .datasets import DATASETS, DataSet
+from .errors import ConfigError
+from .machine import check_results_dir, parse_device, resolve_device
+from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS
+from .precision import PRECISIONS
+from .rules import RULES, rules_for
+from .rules.options import resolve as resolve_rule_options
+from .runs import run_dir
+from .train import NUMPY_SEEDS, OPTIMIZERS
+
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+
+register_configs()  # dataset=NAME and rule=NAME work for every registered one (walign's and plugins')
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _known(dataset, rule) -> type[DataSet]:
+    """The data set's entry, once the data set and the rule are known and fit each other."""
+    _need(dataset in DATASETS, f"unknown dataset {dataset!r}; valid datasets: {', '.join(sorted(DATASETS))}")
+    _need(rule in RULES, f"unknown rule {rule!r}; valid rules: {', '.join(sorted(RULES))}")
+    family = DATASETS[dataset].family
+    _need(family in RULES[rule], f"rule {rule} cannot train dataset {dataset}; rules that can: "
+          f"{', '.join(rules_for(family))}")
+    return DATASETS[dataset]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Every value one training run needs, checked."""
+    dataset: str
+    rule: str
+    width: int
+    lr: float
+    epochs: int
+    batch_size: int | None
+    seed: int
+    activation: str = "relu"
+    arch: str = "auto"
+    parameterization: str = "ntk"
+    optimizer: str = "sgd"
+    device: str = "auto"
+    results_dir: str = "results"
+    loading: dict = field(default_factory=dict)       # dataset values that say where and how to load
+    data_options: dict = field(default_factory=dict)  # dataset values that define the run
+    rule_options: dict = field(default_factory=dict)
+    eval_test: bool = True
+    progress: str = "auto"
+    checkpoint_every: int = 1       # epochs between checkpoints (0: none; a kill then restarts the run)
+    keep_checkpoint: bool = False   # keep checkpoint.pt (the final model) after the run finishes
+    precision: str = "fp32"         # fp32 | tf32 | bf16 (walign/precision.py)
+
+    @classmethod
+    def from_config(cls, cfg) -> "RunSpec":
+        """The checked spec of a composed config (a Hydra job's, or walign.entry's); ConfigError
+        (one line) for the first wrong value."""
+        from omegaconf import OmegaConf
+        # the run's own keys only: Hydra's node (present in a sweep's job configs) is not ours
+        c = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+             for key, value in ((k, cfg[k]) for k in cfg if k != "hydra")}
+        ds, rule = dict(c["dataset"]), dict(c["rule"])
+        name = rule.pop("name")
+        entry = _known(ds.get("name"), name)
+        loading, data_options = entry.split_options(ds)
+        optimizer = c.get("optimizer", "auto")
+        if optimizer == "auto":
+            optimizer = "adam" if c.get("parameterization") == "standard" else "sgd"
+        lr = float(c["lr"]) if _is_int(c["lr"]) else c["lr"]  # lr=5 and lr=5.0 are the same run (and directory)
+        spec = cls(
+            dataset=entry.name, rule=name, width=c["width"], lr=lr, epochs=c["epochs"],
+            batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"], arch=str(c.get("arch", "auto")),
+            parameterization=c["parameterization"], optimizer=optimizer, device=str(c["device"]),
+            results_dir=str(c["results_dir"] if c["results_dir"] is not None else ""),
+            loading=loading, data_options=data_options,
+            rule_options=resolve_rule_options(name, entry.family, RULES[name], rule),
+            eval_test=c.get("eval_test", True), progress=str(c.get("progress", "auto")),
+            checkpoint_every=c.get("checkpoint_every", 1), keep_checkpoint=c.get("keep_checkpoint", False),
+            precision=str(c.get("precision", "fp32")))
+        spec._validate(entry)  # the names were checked above and the rule options resolved
+        return spec
+
+    @property
+    def entry(self) -> type[DataSet]:
+        return DATASETS[self.dataset]
+
+    @property
+    def family(self) -> str:
+        return self.entry.family
+
+    def validate(self) -> None:
+        """Check every value (not the machine: see ``check_environment``); ConfigError if wrong."""
+        entry = _known(self.dataset, self.rule)
+        resolve_rule_options(self.rule, self.family, RULES[self.rule], self.rule_options)
+        self._validate(entry)
+
+    def _validate(self, entry: type[DataSet]) -> None:
+        _need(_is_int(self.width) and self.width > 0, f"width must be a positive integer, got {self.width!r}")
+        _need(isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
+              and self.lr > 0, f"lr must be a finite positive number, got {self.lr!r}")
+        _need(_is_int(self.epochs) and self.epochs > 0, f"epochs must be a positive integer, got {self.epochs!r}")
+        _need(self.batch_size is None or (_is_int(self.batch_size) and self.batch_size > 0),
+              f"batch_size must be a positive integer, got {self.batch_size!r}")
+        _need(_is_int(self.seed) and 0 <= self.seed < NUMPY_SEEDS,
+              f"seed must be an integer in 0..{NUMPY_SEEDS - 1} (numpy's seed range), got {self.seed!r}")
+        self._validate_choices()
+        entry.check(self.loading, self.data_options)
+        examples = entry.train_examples(self.data_options)
+        _need(examples is None or self.resolved_batch_size() <= examples,
+              f"batch_size {self.resolved_batch_size()} exceeds the {examples} training examples of {self.dataset}")
+        RULES[self.rule][self.family].check(self.rule_options, self.epochs)
+        _need(not (self.family == "rnn" and self.precision == "bf16"), f"dataset {self.dataset} refuses "
+              f"precision=bf16: the Add-task RNN reproduces Table 8 in float64 (use fp32 or tf32)")
+        _need(self.results_dir.strip() != "", "results_dir is empty; give the directory run folders go under "
+              "(default: results)")
+        parse_device(self.device)
+
+    def _validate_choices(self) -> None:
+        """The values that must be one of a list, and the flags that must be true or false."""
+        for key, valid, auto in (("arch", ARCHITECTURES, True), ("activation", ACTIVATIONS, False),
+                                 ("parameterization", PARAMETERIZATIONS, False), ("optimizer", OPTIMIZERS, True),
+                                 ("progress", PROGRESS_MODES, False), ("precision", PRECISIONS, False)):
+            value = getattr(self, key)
+            _need(value in valid or (auto and value == "auto"),
+                  f"{key} must be {'auto or ' if auto else ''}one of {', '.join(valid)}, got {value!r}")
+        _need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
+              f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
+        for key in ("eval_test", "keep_checkpoint"):
+            _need(isinstance(getattr(self, key), bool), f"{key} must be true or false, got {getattr(self, key)!r}")
+
+    def check_environment(self, data: bool = True) -> torch.device:
+        """What the values need from this machine: a writable results_dir, the device and (with
+        ``data``) the data set's files, fetched first if dataset.download asks. Returns the device;
+        ConfigError (one line) if one is not there."""
+        check_results_dir(self.results_dir)
+        device = resolve_device(self.device)
+        if data:
+            self.entry.check_available(self.loading)
+        return device
+
+    def resolved_batch_size(self) -> int:
+        """The minibatch size the run will use (small CIFAR-10 dictates its own, docs/method.md §3.3)."""
+        return self.entry.batch_size(self.data_options, self.batch_size)
+
+    def run_directory(self) -> Path:
+        """Where this run's results go (known before any data is loaded)."""
+        return run_dir(self.results_dir, self.identity())
+
+    def identity(self) -> dict:
+        """The values that define the run (its directory is a hash of these)."""
+        omits = RULES[self.rule][self.family].identity_omits
+        options = {k: v for k, v in self.rule_options.items() if k not in omits or omits[k] != v}
+        return {"dataset": self.dataset, **self.data_options, "rule": self.rule, **options,
+                "width": self.width, "lr": self.lr, "epochs": self.epochs, "batch_size": self.resolved_batch_size(),
+                "seed": self.seed, "activation": self.activation, "parameterization": self.parameterization,
+                "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {}),
+                # keys added later enter only away from their old behaviour: existing runs keep their names
+                **({"compute_precision": self.precision} if self.precision != "fp32" else {})}
