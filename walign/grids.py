@@ -15,6 +15,7 @@ from pathlib import Path
 from .cost import measured_throughput, rate_for, run_flops
 
 ROOT = Path(__file__).resolve().parents[1]
+GROUPS = ("dataset", "rule", "task", "launcher", "sweeps")  # config groups: a value picks a config file or node
 
 
 def sweep_jobs(path: Path) -> list[list[str]]:
@@ -30,12 +31,28 @@ def sweep_jobs(path: Path) -> list[list[str]]:
 
 
 def sweep_specs(path: Path, conf: Path = ROOT / "conf") -> list:
-    """Every run of a sweep file as a RunSpec."""
+    """Every run of a sweep file as a RunSpec. Hydra composes the config once per choice of the
+    config groups a job makes (dataset, rule, task, ...); the job's other values are then set on a
+    copy, as Hydra would set them, which is much faster than composing every job."""
+    import yaml
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
 
     from .spec import RunSpec
+    composed, specs = {}, []
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        return [RunSpec.from_config(compose(config_name="config", overrides=job)) for job in sweep_jobs(path)]
+        for job in sweep_jobs(path):
+            groups = tuple(o for o in job if o.split("=", 1)[0] in GROUPS)
+            if groups not in composed:
+                composed[groups] = compose(config_name="config", overrides=list(groups))
+            cfg = composed[groups].copy()
+            with open_dict(cfg):
+                for override in job:
+                    key, _, value = override.partition("=")
+                    if key not in GROUPS:
+                        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+            specs.append(RunSpec.from_config(cfg))
+    return specs
 
 
 def sweep_table(sweeps: Path = ROOT / "sweeps", results: Path = ROOT / "benchmarks" / "results") -> str:
