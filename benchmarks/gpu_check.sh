@@ -12,8 +12,10 @@
 # lines are what `python -m walign.grids` reads for GPU-hours); and times one whole CIFAR-shaped
 # epoch (450 steps of 100 + evaluation) at width 512 for Normal and Align-ada, on CIFAR-10 if
 # CIFAR10_ROOT names a folder holding cifar-10-batches-py, else on random CIFAR-shaped data (the
-# output says which); and times Normal's and Align-ada's step compiled by torch.compile (CUDA
-# graphs) beside eager at widths 16, 64 and 512, tf32 (COMPILE_WIDTHS, COMPILE_PRECISIONS).
+# output says which); times Normal's and Align-ada's step as compile=true runs it (torch.compile,
+# CUDA graphs) beside eager at widths 16, 64, 256 and 512, fp32 and tf32 (COMPILE_WIDTHS,
+# COMPILE_PRECISIONS); and tries the channels_last layout, eager and compiled, at widths 64 and
+# 512, tf32 (LAYOUT_WIDTHS).
 # Everything goes to the screen and to one file.
 #
 # Options and environment:
@@ -26,8 +28,10 @@
 #   PYTHON               the interpreter (default: python)
 #   CIFAR10_ROOT         real CIFAR-10 for the epoch timing
 #   PRECISIONS           step-time precisions (default "fp32 tf32"; add bf16 to time autocast too)
-#   COMPILE_WIDTHS       widths of the compiled-step timing (default "16 64 512"; dry run "8")
-#   COMPILE_PRECISIONS   its precisions (default "tf32")
+#   COMPILE_WIDTHS       widths of the compiled-step timing (default "16 64 256 512"; dry run "8")
+#   COMPILE_PRECISIONS   its precisions (default "fp32 tf32"; dry run "tf32", and its layout trial
+#                        times Normal only)
+#   LAYOUT_WIDTHS        widths of the channels_last trial (default "64 512"; dry run "8")
 # Exit status: 0 if every step passed, 1 otherwise (the file says which failed).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -56,13 +60,19 @@ if [ "$device" = cuda ]; then
     slug=$(printf '%s' "$card" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-*//; s/-*$//')
     out=${out:-benchmarks/results}
     widths="64 256 512"; rounds=3; steps=5; memory=auto
-    compile_widths=${COMPILE_WIDTHS:-16 64 512}
+    compile_widths=${COMPILE_WIDTHS:-16 64 256 512}
+    layout_widths=${LAYOUT_WIDTHS:-64 512}
+    compile_precisions=${COMPILE_PRECISIONS:-fp32 tf32}
+    layout_rules="normal align_ada"
     epoch_args=(--width 512)
 else
     slug=cpu-dryrun
     out=${out:-${WALIGN_GPU_CHECK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")}}
     widths="8"; rounds=1; steps=1; memory=none
     compile_widths=${COMPILE_WIDTHS:-8}
+    layout_widths=${LAYOUT_WIDTHS:-8}
+    compile_precisions=${COMPILE_PRECISIONS:-tf32}
+    layout_rules="normal"
     epoch_args=(--width 8 --train 200 --val 100 --test 100)
 fi
 mkdir -p "$out"
@@ -128,13 +138,19 @@ for precision in ${PRECISIONS:-fp32 tf32}; do
         --rounds "$rounds" --steps "$steps" --precision "$precision" --memory "$memory" --throughput
 done
 
-for precision in ${COMPILE_PRECISIONS:-tf32}; do
+for precision in $compile_precisions; do
     section "step time compiled $precision"
     # shellcheck disable=SC2086
     step "step time compiled $precision" "$PYTHON" benchmarks/step_time.py --device "$device" \
         --widths $compile_widths --rules normal align_ada --rounds "$rounds" --steps "$steps" \
         --precision "$precision" --memory none --compile
 done
+
+section "channels_last tf32"
+# shellcheck disable=SC2086
+step "channels_last tf32" "$PYTHON" benchmarks/step_time.py --device "$device" --widths $layout_widths \
+    --rules $layout_rules --rounds "$rounds" --steps "$steps" --precision tf32 --memory none \
+    --compile --channels-last
 
 section "one epoch"
 step "one epoch" "$PYTHON" benchmarks/epoch_time.py --device "$device" --rules normal align_ada \

@@ -20,13 +20,15 @@ step's exact convolution and matmul count (walign/cost.py) over its median time.
 also prints one ``throughput {json}`` line per row, which ``python -m walign.grids`` reads from
 benchmarks/results/gpu-*.txt to turn a sweep's FLOPs into GPU-hours.
 
-``--compile`` also times each rule's whole step (forward, pseudo-gradients, SGD update) through
-``torch.compile`` (mode ``--compile-mode``: on CUDA ``reduce-overhead``, which replays CUDA
-graphs; elsewhere ``default``), in rounds interleaved with an eager copy of the same rule. It prints the seconds the
-first compiled call took (the compile), compiled ms/step, its paired ratio to the same rule in
-eager mode, and the largest parameter difference between the compiled and the eager copy after
-the same steps on the same batch (both start from the same initialisation). A rule that fails to
-compile is reported in one line and the others go on.
+``--compile`` also times each rule's whole step (forward, pseudo-gradients, SGD update) as a
+``compile=true`` run takes it (walign.compiled.CompiledStep; mode ``--compile-mode``, by default
+``reduce-overhead`` on CUDA, which replays CUDA graphs, and ``default`` elsewhere), in rounds
+interleaved with an eager copy of the same rule. It prints the seconds the first compiled call
+took (the compile), compiled ms/step, its paired ratio to the same rule in eager mode, and the
+largest parameter difference between the compiled and the eager copy after the same steps on
+the same batch, over the largest parameter (both start from the same initialisation). A rule
+that fails to compile is reported in one line and the others go on. ``--channels-last`` runs
+both copies with NHWC images and conv weights, to see whether that layout pays on a GPU.
 """
 from __future__ import annotations
 
@@ -43,18 +45,26 @@ import torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from walign import cost, precision  # noqa: E402
 from walign.allocator import keep_freed_memory  # noqa: E402
+from walign.compiled import CompiledStep, make_step, mode_for  # noqa: E402
 from walign.nets import ConvNet, NetSpec  # noqa: E402
 from walign.rules import build_rule  # noqa: E402
+from walign.train import make_optimizer  # noqa: E402
 
 RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry"]
 
 
-def make(rule_name, width, device, batch):
+LR = 0.1
+
+
+def make(rule_name, width, device, batch, channels_last=False):
     torch.manual_seed(0)
     net = ConvNet(NetSpec("cifar", width)).to(device)
     rule = build_rule(rule_name, net, 99)
-    opt = torch.optim.SGD(rule.params, lr=0.1)
+    opt = torch.optim.SGD(rule.params, lr=LR)
     x = torch.rand(batch, 3, 32, 32, device=device)
+    if channels_last:  # NHWC images and conv weights (cuDNN's preferred layout on tensor cores)
+        net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.nn.functional.one_hot(torch.arange(batch, device=device) % 10, 10).float() - 0.1
     return rule, opt, x, y
 
@@ -71,54 +81,55 @@ def step(rule, opt, x, y):
 
 
 def time_compiled(rules, width, device, args):
-    """Rows for each rule's compiled step, timed in rounds interleaved with its eager step."""
-    mode = args.compile_mode or ("reduce-overhead" if device.type == "cuda" else "default")
-    torch._dynamo.reset()
-    for limit in ("recompile_limit", "cache_size_limit"):  # one code object (step) serves every rule
-        if hasattr(torch._dynamo.config, limit):
-            setattr(torch._dynamo.config, limit, 256)
+    """Rows for each rule's step as ``compile=true`` runs it (walign.compiled.CompiledStep, with
+    the tensor lr of walign.train.make_optimizer), timed in rounds interleaved with an eager copy
+    of the same rule (walign.compiled.make_step, as ``compile=false`` runs it)."""
+    autocast = lambda: precision.autocast(MODE["precision"], device)  # noqa: E731
     rows = []
     for r in rules:
-        eager, comp = make(r, width, device, args.batch), make(r, width, device, args.batch)
-        fn = torch.compile(step, mode=mode)  # a new compiled function per rule and width
-        t0 = time.perf_counter()
+        eager, comp = make(r, width, device, args.batch, args.channels_last), make(r, width, device, args.batch,
+                                                                                 args.channels_last)
+        eager_step = make_step(eager[0], eager[1], autocast)
         try:
-            fn(*comp)
+            fn = CompiledStep(comp[0], make_optimizer("sgd", comp[0].params, LR, compiled=True), device, autocast,
+                              mode=args.compile_mode)
+            fn(*comp[2:])
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
         except Exception as exc:  # noqa: BLE001 - a benchmark reports and goes on
             print(f"# compile {r} width {width}: FAILED ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
             continue
-        compile_s = time.perf_counter() - t0
-        step(*eager)
+        eager_step(*eager[2:])
         for _ in range(2):  # CUDA graphs are recorded on the first calls after compiling
-            fn(*comp)
-            step(*eager)
+            fn(*comp[2:])
+            eager_step(*eager[2:])
         pairs = []
         for _ in range(args.rounds):
-            c = timed(lambda: fn(*comp), device, args.steps)
-            e = timed(lambda: step(*eager), device, args.steps)
+            c = timed(lambda: fn(*comp[2:]), device, args.steps)
+            e = timed(lambda: eager_step(*eager[2:]), device, args.steps)
             pairs.append((c, e))
-        diff = max((a - b).abs().max().item() for a, b in zip(comp[0].params, eager[0].params))
+        scale = max(p.abs().max().item() for p in eager[0].params)
+        diff = max((a - b).abs().max().item() for a, b in zip(comp[0].params, eager[0].params)) / scale
         ms = statistics.median(c for c, _ in pairs)
         ratio = [c / e for c, e in pairs]
-        rows.append({"width": width, "rule": r, "precision": MODE["precision"], "mode": mode,
-                     "compile_s": compile_s, "ms_per_step": ms, "eager_ms": statistics.median(e for _, e in pairs),
+        rows.append({"width": width, "rule": r, "precision": MODE["precision"], "mode": mode_for(device, args.compile_mode),
+                     "channels_last": args.channels_last,
+                     "compile_s": fn.compile_seconds, "ms_per_step": ms, "eager_ms": statistics.median(e for _, e in pairs),
                      "compiled_ratio": statistics.median(ratio), "ratio_range": (min(ratio), max(ratio)),
                      "max_param_diff": diff})
         print_compiled(rows[-1])
-        del eager, comp, fn
+        del eager, comp, fn, eager_step
     return rows
 
 
 COMPILED_HEADER = ("# compiled steps (each beside an eager copy of the same rule, interleaved rounds):\n"
-                   "| width | rule | precision | mode | compile s | eager ms | compiled ms | compiled / eager | (range) "
-                   "| max param diff |\n|---:|---|---|---|---:|---:|---:|---:|---:|---:|")
+                   "| width | rule | precision | mode | layout | compile s | eager ms | compiled ms | compiled / eager | (range) "
+                   "| max param diff / max param |\n|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|")
 
 
 def print_compiled(x):
     """One row, as soon as it is measured (flushed), so a run cut short keeps what it measured."""
-    print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['mode']} | {x['compile_s']:.1f} | {x['eager_ms']:.2f} "
+    print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['mode']} | {'NHWC' if x['channels_last'] else 'NCHW'} | {x['compile_s']:.1f} | {x['eager_ms']:.2f} "
           f"| {x['ms_per_step']:.2f} | {x['compiled_ratio']:.2f} | {x['ratio_range'][0]:.2f}-{x['ratio_range'][1]:.2f} "
           f"| {x['max_param_diff']:.1e} |", flush=True)
 
@@ -210,6 +221,8 @@ def main():
     ap.add_argument("--compile", action="store_true", help="also time every rule's step compiled by torch.compile")
     ap.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
                     help="torch.compile mode (default: reduce-overhead on CUDA, default elsewhere)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="conv weights and images in channels_last (NHWC) memory format, eager and compiled")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -234,7 +247,7 @@ def main():
         if "precision_note" in info:
             print(f"# {mode}: {info['precision_note']}")
         for width in args.widths:
-            built = {r: make(r, width, device, args.batch) for r in rules}
+            built = {r: make(r, width, device, args.batch, args.channels_last) for r in rules}
             for r in rules:  # warm-up
                 step(*built[r])
             times = {r: [] for r in rules}

@@ -9,7 +9,8 @@ from pathlib import Path
 from walign import cost
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["device", "packages", "pytest -m cuda", "step time fp32", "step time tf32", "step time compiled tf32", "one epoch", "summary"]
+SECTIONS = ["device", "packages", "pytest -m cuda", "step time fp32", "step time tf32", "step time compiled tf32", "channels_last tf32",
+            "one epoch", "summary"]
 # every CNN rule walign ships, the paper's and sign symmetry; gpu_check.sh times each of them
 CNN_RULES = {"normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry"}
 
@@ -34,8 +35,10 @@ def test_dry_run_writes_its_file_with_every_section(tmp_path):
     assert "| normal | 8 | fp32 |" in text and "| align_ada | 8 | fp32 |" in text and "random CIFAR-shaped" in text
     # Normal's and Align-ada's steps also ran compiled, beside eager, and stayed equal to it
     compiled = [line.split("|") for line in text.splitlines() if line.startswith("| 8 | ") and "| default |" in line]
-    assert {row[2].strip() for row in compiled} == {"normal", "align_ada"}
-    assert all(float(row[10]) < 1e-5 for row in compiled)
+    assert {row[2].strip() for row in compiled if row[5].strip() == "NCHW"} == {"normal", "align_ada"}
+    # and in the channels_last layout
+    assert {row[2].strip() for row in compiled if row[5].strip() == "NHWC"} == {"normal"}
+    assert all(float(row[11]) < 1e-5 for row in compiled)
     assert f"all steps passed; written to {written}" in text
     # a CPU dry run is no GPU measurement: the sweep table does not take hours from it
     assert cost.measured_throughput(tmp_path) is None

@@ -123,7 +123,8 @@ class Run:
         self.release_claim = release_claim
         self.ckpt_path = directory / checkpoint.CHECKPOINT
         self.batch_size, self.identity = spec.resolved_batch_size(), spec.identity()
-        self.cfg = TrainConfig(spec.epochs, spec.lr, self.batch_size, spec.optimizer, spec.seed, spec.eval_test)
+        self.cfg = TrainConfig(spec.epochs, spec.lr, self.batch_size, spec.optimizer, spec.seed, spec.eval_test,
+                               spec.compile)
 
     def new_state(self, resume: checkpoint.Checkpoint | None) -> TrainState:
         """The seed's initial state, with ``resume``'s training state loaded into it if given."""
@@ -161,6 +162,7 @@ class Run:
         # metrics.jsonl holds exactly the checkpointed epochs (a kill may have left one more line)
         write_atomic(self.directory / "metrics.jsonl", "".join(json_line(r) for r in self.records))
         summary = {"status": "running", **self.identity, "compute_precision": self.spec.precision,
+                   "compile": self.spec.compile,
                    **{k: v for k, v in in_effect.items() if k != "precision"},
                    "run_dir": str(self.directory), "device": device_name(self.device), "walign_version": __version__}
         self.started = time.time()

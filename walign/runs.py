@@ -41,7 +41,7 @@ SUMMARY_RANGES = {"width": (1, 2**20), "epochs": (1, 10**7), "epochs_done": (0, 
 # declares its result keys (walign.datasets: DataSet.summary_keys); the report tells identity from
 # results by both lists.
 RUN_KEYS = ("status", "run_dir", "device", "walign_version", "epochs_done", "error", "wall_seconds",
-            "resumed_after_epoch", "resumed_after_step", "precision_note")
+            "resumed_after_epoch", "resumed_after_step", "precision_note", "compile_seconds")
 
 
 class Unreadable(Exception):

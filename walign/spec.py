@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .compiled import check_compiler
 from .configs import register_configs
 from .datasets import DATASETS, DataSet
 from .errors import ConfigError
@@ -72,6 +73,7 @@ class RunSpec:
     checkpoint_every: int = 1       # epochs between checkpoints (0: none; a kill then restarts the run)
     keep_checkpoint: bool = False   # keep checkpoint.pt (the final model) after the run finishes
     precision: str = "fp32"         # fp32 | tf32 | bf16 (walign/precision.py)
+    compile: bool = False           # torch.compile the training step and evaluation (walign/compiled.py)
 
     @classmethod
     def from_config(cls, cfg) -> "RunSpec":
@@ -98,7 +100,7 @@ class RunSpec:
             rule_options=resolve_rule_options(name, entry.family, RULES[name], rule),
             eval_test=c.get("eval_test", True), progress=str(c.get("progress", "auto")),
             checkpoint_every=c.get("checkpoint_every", 1), keep_checkpoint=c.get("keep_checkpoint", False),
-            precision=str(c.get("precision", "fp32")))
+            precision=str(c.get("precision", "fp32")), compile=c.get("compile", False))
         spec._validate(entry)  # the names were checked above and the rule options resolved
         return spec
 
@@ -130,7 +132,10 @@ class RunSpec:
         examples = entry.train_examples(self.data_options)
         _need(examples is None or self.resolved_batch_size() <= examples,
               f"batch_size {self.resolved_batch_size()} exceeds the {examples} training examples of {self.dataset}")
-        RULES[self.rule][self.family].check(self.rule_options, self.epochs)
+        rule = RULES[self.rule][self.family]
+        rule.check(self.rule_options, self.epochs)
+        _need(not (self.compile and rule.compile_refusal), f"rule {self.rule} ({self.family}) cannot be compiled: "
+              f"{rule.compile_refusal}; run it with compile=false")
         _need(not (self.family == "rnn" and self.precision == "bf16"), f"dataset {self.dataset} refuses "
               f"precision=bf16: the Add-task RNN reproduces Table 8 in float64 (use fp32 or tf32)")
         _need(self.results_dir.strip() != "", "results_dir is empty; give the directory run folders go under "
@@ -147,7 +152,7 @@ class RunSpec:
                   f"{key} must be {'auto or ' if auto else ''}one of {', '.join(valid)}, got {value!r}")
         _need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
               f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
-        for key in ("eval_test", "keep_checkpoint"):
+        for key in ("eval_test", "keep_checkpoint", "compile"):
             _need(isinstance(getattr(self, key), bool), f"{key} must be true or false, got {getattr(self, key)!r}")
 
     def check_environment(self, data: bool = True) -> torch.device:
@@ -156,6 +161,8 @@ class RunSpec:
         ConfigError (one line) if one is not there."""
         check_results_dir(self.results_dir)
         device = resolve_device(self.device)
+        if self.compile:
+            check_compiler(device)
         if data:
             self.entry.check_available(self.loading)
         return device
@@ -177,4 +184,5 @@ class RunSpec:
                 "seed": self.seed, "activation": self.activation, "parameterization": self.parameterization,
                 "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {}),
                 # keys added later enter only away from their old behaviour: existing runs keep their names
-                **({"compute_precision": self.precision} if self.precision != "fp32" else {})}
+                **({"compute_precision": self.precision} if self.precision != "fp32" else {}),
+                **({"compile": True} if self.compile else {})}

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .compiled import CompiledForward, CompiledStep, make_step
 from .interrupt import Stopped  # noqa: F401  (raised through here; main.py names it)
 from .rules import Rule
 
@@ -35,14 +36,27 @@ class TrainConfig:
     optimizer: str = "sgd"
     seed: int = 99
     eval_test: bool = True
+    compile: bool = False
 
 
-def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    """Plain SGD (no momentum, no decay) or Adam with TF1's defaults (Table 10)."""
+def make_optimizer(name: str, params, lr: float, compiled: bool = False) -> torch.optim.Optimizer:
+    """Plain SGD (no momentum, no decay) or Adam with TF1's defaults (Table 10).
+
+    ``compiled``: for a step under torch.compile (walign/compiled.py) the lr is a tensor, data in
+    the graph rather than a constant, so runs that differ only in lr share a compiled graph; SGD
+    gives the same numbers either way. Adam takes a tensor lr only with ``capturable=True``
+    (its step count kept on the device, which a CUDA graph needs), available on CUDA alone; on
+    the CPU compiled Adam keeps a float lr. Eager Adam stays as it was: capturable computes the
+    bias correction on tensors, a rounding change in the numbers the tests pin."""
+    params = list(params)
+    like = params[0] if params else torch.zeros(())
+    tensor_lr = torch.tensor(lr, dtype=like.dtype, device=like.device)  # the parameters' precision (float64 RNN)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
+        return torch.optim.SGD(params, lr=tensor_lr if compiled else lr)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+        capturable = compiled and like.device.type == "cuda"
+        return torch.optim.Adam(params, lr=tensor_lr if capturable else lr,
+                                betas=(0.9, 0.999), eps=1e-8, capturable=capturable)
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
@@ -71,7 +85,7 @@ class TrainState:
 
     def __init__(self, rule: Rule, cfg: TrainConfig):
         self.rule, self.cfg = rule, cfg
-        self.optimizer = make_optimizer(cfg.optimizer, rule.params, cfg.lr)
+        self.optimizer = make_optimizer(cfg.optimizer, rule.params, cfg.lr, cfg.compile)
         self.rng = np.random.RandomState(cfg.seed)
         self.test_rng = np.random.RandomState((cfg.seed + TEST_RNG_OFFSET) % NUMPY_SEEDS)
         self.epoch = 0
@@ -138,10 +152,10 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def _train_epoch(state: TrainState, data, progress, signals, on_signal, autocast, start: float) -> tuple[float, float]:
-    """One epoch's steps (from ``state.within`` if a stop signal saved the position inside it):
-    (the epoch's mean training loss, seconds of its earlier parts)."""
-    rule, cfg, optimizer = state.rule, state.cfg, state.optimizer
+def _train_epoch(state: TrainState, data, step, progress, signals, on_signal, start: float) -> tuple[float, float]:
+    """One epoch of ``step`` (from ``state.within`` if a stop signal saved the position inside
+    it): (the epoch's mean training loss, seconds of its earlier parts)."""
+    rule, cfg = state.rule, state.cfg
     loss_sum, steps, earlier = torch.zeros((), device=next(rule.net.parameters()).device), 0, 0.0
     if state.within is not None:  # resuming inside this epoch: same batch order, skip what was done
         state.rng.set_state(state.within["order_rng"].get_state())
@@ -152,12 +166,7 @@ def _train_epoch(state: TrainState, data, progress, signals, on_signal, autocast
     for index, (x, labels) in enumerate(data.train.batches(state.rng, cfg.batch_size)):
         if index < steps:
             continue
-        with autocast():
-            step = rule.pseudo_gradients(x, data.targets(labels))
-        for param, grad in zip(rule.params, step.grads):
-            param.grad = grad
-        optimizer.step()
-        loss_sum += step.loss
+        loss_sum += step(x, data.targets(labels))
         steps += 1
         if progress is not None:
             progress.update(1)
@@ -185,21 +194,28 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
     labels), ``data.targets(labels)`` gives the regression targets, and ``data.evaluate(...)``
     returns the epoch's evaluation metrics (classification accuracies, or the Add task's losses).
 
-    Returns {'status': 'complete' | 'diverged', 'epochs_done': n}. A non-finite training loss ends
-    the run after that epoch's record is written, with status 'diverged'.
+    With ``state.cfg.compile`` the step and the evaluation's forward go through torch.compile
+    (walign/compiled.py); otherwise they run eagerly, the numbers the tests pin.
+
+    Returns {'status': 'complete' | 'diverged', 'epochs_done': n} (and 'compile_seconds' when
+    compiled). A non-finite training loss ends the run after that epoch's record is written, with
+    status 'diverged'.
     """
     device = next(state.rule.net.parameters()).device
     steps_per_epoch = data.train.num_batches(state.cfg.batch_size)
     status = "complete"
+    if state.cfg.compile:
+        step, net = CompiledStep(state.rule, state.optimizer, device, autocast), CompiledForward(state.rule.net, device)
+    else:
+        step, net = make_step(state.rule, state.optimizer, autocast), state.rule.net
     if progress is not None:
         progress.update(state.epoch * steps_per_epoch + (state.within["step"] if state.within else 0))
     for epoch in range(state.epoch + 1, state.cfg.epochs + 1):
         _sync(device)
         start = time.perf_counter()
-        train_loss, earlier = _train_epoch(state, data, progress, signals, on_signal, autocast, start)
+        train_loss, earlier = _train_epoch(state, data, step, progress, signals, on_signal, start)
         with autocast():
-            metrics = data.evaluate(state.rule.net, state.cfg.batch_size, state.rng, state.test_rng,
-                                    state.cfg.eval_test)
+            metrics = data.evaluate(net, state.cfg.batch_size, state.rng, state.test_rng, state.cfg.eval_test)
         metrics.update(state.rule.epoch_metrics(epoch))
         _sync(device)
         state.epoch = epoch
@@ -208,4 +224,7 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
         if not math.isfinite(train_loss):
             status = "diverged"
             break
-    return {"status": status, "epochs_done": state.epoch}
+    outcome = {"status": status, "epochs_done": state.epoch}
+    if state.cfg.compile:  # this process's compiling (a resumed run compiles again)
+        outcome["compile_seconds"] = round(step.compile_seconds + net.compile_seconds, 3)
+    return outcome

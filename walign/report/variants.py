@@ -38,7 +38,7 @@ GRID_AXES = ("dataset", "rule", "width", "lr", "epochs", "batch_size", "seed", "
 MEASUREMENT_OPTIONS = {"gd_wstar": ("score_epochs", "iterations", "probes", "permuted", "nan_skip")}
 # top-level options that identify a run, and their default when the config does not have the key
 # (compute_precision is newer than some runs: a run without it trained in fp32)
-TOP_LEVEL_OPTIONS = {"arch": "auto", "compute_precision": "fp32"}
+TOP_LEVEL_OPTIONS = {"arch": "auto", "compute_precision": "fp32", "compile": False}
 
 
 @dataclass(frozen=True)
@@ -147,4 +147,4 @@ def fallback_note() -> str:
     """What REPORT.md says when the defaults could not come from the configuration."""
     return (f"The configuration directory `{CONF_DIR}` was not found or did not compose (walign installed "
             f"without its repository?): variants were judged against the rule declarations alone (rule "
-            f"options, arch = auto, compute_precision = fp32); data-set options and other keys were not checked.")
+            f"options, arch = auto, compute_precision = fp32, compile = false); data-set options and other keys were not checked.")

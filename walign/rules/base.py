@@ -95,6 +95,9 @@ class Rule:
     # Options added after runs existed, at the value that reproduces the behaviour before them: at
     # that value an option stays out of the run's identity, so those runs keep their directories.
     identity_omits: dict = {}
+    # Why this rule's step cannot go through torch.compile (compile=true is then refused in one
+    # line), or None: every built-in rule compiles.
+    compile_refusal: str | None = None
 
     def __init__(self, net: nn.Module):
         self.net = net

@@ -1,0 +1,207 @@
+"""compile=true (walign/compiled.py): every rule's compiled step follows its eager step, a
+compiled run killed mid-way resumes to the uninterrupted compiled run's numbers, and what cannot
+be compiled is refused in one line.
+
+The bound. Compiled kernels fuse and reorder float sums, so compiled and eager parameters differ by
+rounding, which the steps then carry along. After 10 SGD steps we require, for every parameter,
+max |compiled - eager| <= 1e-5 * (largest |parameter| of the network) in float32 (the CNN rules,
+as they train) and <= 1e-10 of it in float64 (the Add-task RNN, as it trains); the losses of
+every step agree to the same relative bound. The scale is the network's largest weight, not each
+tensor's own: the batch norm's shift parameters sit near 1e-9, where an absolute rounding of
+1e-9 would be a relative error of one.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from walign import checkpoint
+from walign.compiled import CompiledStep, make_step
+from walign.nets import ConvNet, NetSpec
+from walign.rnn import AddRNN
+from walign.rules import RULES, build_rule
+from walign.train import make_optimizer
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 10
+BOUND = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+@pytest.fixture(scope="module")
+def example_rule():
+    """The example plugin rule (examples/my_rule), registered for this module only."""
+    before = {name: dict(families) for name, families in RULES.items()}
+    spec = importlib.util.spec_from_file_location("my_rule_example", REPO / "examples/my_rule/my_rule.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    yield "my_rule"
+    RULES.clear()
+    RULES.update(before)
+
+
+def batches(family: str, dtype: torch.dtype):
+    g = torch.Generator().manual_seed(0)
+    for _ in range(STEPS):
+        if family == "cnn":
+            x = torch.rand(8, 3, 8, 8, generator=g)
+            y = F.one_hot(torch.randint(0, 10, (8,), generator=g), 10) - 0.1
+        else:
+            x = torch.randint(0, 2, (4, 7), generator=g)
+            y = torch.rand(4, 7, generator=g)
+        yield x.to(dtype), y.to(dtype)
+
+
+def train_steps(name: str, family: str, compiled: bool):
+    """The parameters after STEPS steps, and each step's loss."""
+    torch.manual_seed(0)
+    if family == "cnn":
+        net, dtype, lr = ConvNet(NetSpec("cifar", 6, in_channels=3, image_size=8)), torch.float32, 0.5
+    else:
+        net, dtype, lr = AddRNN(6, 4).double(), torch.float64, 0.01
+    rule = build_rule(name, net, 5)
+    optimizer = make_optimizer("sgd", rule.params, lr, compiled=compiled)
+    step = CompiledStep(rule, optimizer, torch.device("cpu")) if compiled else make_step(rule, optimizer)
+    losses = [float(step(x, y)) for x, y in batches(family, dtype)]
+    return [p.detach().clone() for p in rule.params], losses, dtype
+
+
+def compiled_cases():
+    names = sorted(RULES)
+    return [pytest.param(name, family, id=f"{name}-{family}") for name in names for family in sorted(RULES[name])]
+
+
+def assert_follows_eager(name: str, family: str) -> None:
+    eager, eager_losses, dtype = train_steps(name, family, compiled=False)
+    compiled, compiled_losses, _ = train_steps(name, family, compiled=True)
+    scale = max(p.abs().max().item() for p in eager)
+    assert all(torch.isfinite(p).all() for p in eager) and scale > 0
+    moved = [i for i, (a, b) in enumerate(zip(eager, compiled)) if (a - b).abs().max() > BOUND[dtype] * scale]
+    assert moved == [], f"parameters {moved} of {name} ({family}) differ by more than {BOUND[dtype]:g} x {scale:.3g}"
+    for a, b in zip(eager_losses, compiled_losses):
+        assert abs(a - b) <= BOUND[dtype] * max(abs(a), 1e-12), (eager_losses, compiled_losses)
+
+
+@pytest.mark.parametrize("name, family", compiled_cases())
+def test_compiled_steps_follow_eager_steps(name, family):
+    assert_follows_eager(name, family)
+
+
+def test_a_plugin_rules_compiled_steps_follow_its_eager_steps(example_rule):
+    assert_follows_eager(example_rule, "cnn")
+
+
+def test_sgd_with_a_tensor_lr_is_bit_identical_to_a_float_lr():
+    """The lr is a tensor only when compiled; for SGD that changes no number."""
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        rule = build_rule("align_ada", ConvNet(NetSpec("cifar", 4, in_channels=3, image_size=8)), 5)
+        step = make_step(rule, make_optimizer("sgd", rule.params, 2.0, compiled=compiled))
+        for x, y in batches("cnn", torch.float32):
+            step(x, y)
+        results.append([p.detach().clone() for p in rule.params])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+# ----------------------------------------------------------------------------- runs
+ARGS = ["rule=normal", "width=4", "epochs=3", "compile=true", "progress=lines", "eval_test=false",
+        "keep_checkpoint=true"]
+
+
+def main_py(*args, env=None, **kwargs):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, "main.py", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def only_run(results: Path) -> Path:
+    (found,) = [p.parent for p in results.rglob("config.yaml") if ".hydra" not in p.parts]
+    return found
+
+
+def results_of(directory: Path):
+    metrics = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((directory / "summary.json").read_text())
+    params = checkpoint.read(directory / checkpoint.CHECKPOINT)["rule"]["params"]
+    drop = ("seconds", "wall_seconds", "compile_seconds", "resumed_after_epoch", "run_dir", "device")
+    return ([{k: v for k, v in m.items() if k not in drop} for m in metrics],
+            {k: v for k, v in summary.items() if k not in drop}, params)
+
+
+def test_a_killed_compiled_run_resumes_to_the_uninterrupted_compiled_result(tmp_path):
+    whole = main_py(*ARGS, f"results_dir={tmp_path / 'whole'}")
+    out, _ = whole.communicate(timeout=900)
+    assert whole.returncode == 0, out
+    reference = results_of(only_run(tmp_path / "whole"))
+    assert reference[1]["compile"] is True
+
+    killed = main_py(*ARGS, f"results_dir={tmp_path / 'killed'}")
+    deadline = time.time() + 900
+    while killed.poll() is None and time.time() < deadline:
+        found = list((tmp_path / "killed").rglob("metrics.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1 and (found[0].parent / "checkpoint.pt").exists():
+            break
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    out, _ = killed.communicate(timeout=60)
+    assert killed.returncode == -signal.SIGKILL, f"the run ended before it could be killed:\n{out}"
+
+    again = main_py(*ARGS, f"results_dir={tmp_path / 'killed'}")
+    out, _ = again.communicate(timeout=900)
+    assert again.returncode == 0, out
+    assert "resuming after epoch" in out
+    metrics, summary, params = results_of(only_run(tmp_path / "killed"))
+    assert metrics == reference[0]
+    assert summary == reference[1]
+    assert all(torch.equal(a, b) for a, b in zip(params, reference[2]))
+
+
+def one_line_refusal(tmp_path, *args, env=None) -> str:
+    proc = main_py(f"results_dir={tmp_path / 'results'}", "progress=none", "compile=true", *args, env=env)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in out, out
+    lines = [line for line in out.strip().splitlines() if not line.startswith("walign: warning")]
+    assert len(lines) == 1, out
+    assert not (tmp_path / "results" / "embedded").exists()  # nothing was trained or recorded
+    return lines[0]
+
+
+def test_a_rule_that_cannot_be_compiled_is_refused_in_one_line(tmp_path):
+    (tmp_path / "stubborn.py").write_text(
+        "from walign.rules import Rule, mse, register\n"
+        "from walign.nets import initialize\n"
+        "@register('stubborn', 'cnn')\n"
+        "class Stubborn(Rule):\n"
+        "    passes = Rule.passes\n"
+        "    compile_refusal = 'its step reads values on the host'\n"
+        "    @classmethod\n"
+        "    def create(cls, net, seed):\n"
+        "        initialize(net, seed)\n"
+        "        return cls(net)\n"
+        "    def pseudo_gradients(self, x, target):\n"
+        "        return self.exact(mse(self.net(x), target))\n")
+    line = one_line_refusal(tmp_path, "+rule_module=stubborn", "rule=stubborn", env={"PYTHONPATH": str(tmp_path)})
+    assert "rule stubborn (cnn) cannot be compiled: its step reads values on the host" in line
+    assert "compile=false" in line
+
+
+def test_compile_without_a_cxx_compiler_on_the_cpu_is_refused_in_one_line(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    line = one_line_refusal(tmp_path, "device=cpu", env={"PATH": str(empty), "CXX": ""})
+    assert "compile=true on the cpu needs a C++ compiler" in line
+
+
+def test_compile_is_checked_as_true_or_false(tmp_path):
+    proc = main_py(f"results_dir={tmp_path}", "compile=maybe")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "compile must be true or false, got 'maybe'" in out, out
