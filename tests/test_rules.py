@@ -160,7 +160,27 @@ def test_first_update_of_every_align_rule_equals_backprop(name):
         assert torch.allclose(g, w, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["fa", "dfa", "last_layer", "sign_symmetry"])
+def test_last_layer_updates_the_head_as_backprop_does_and_no_conv_layer():
+    """At the initial weights, last_layer's head gradients are backprop's own; its conv layers get none,
+    where backprop's are not zero."""
+    x, y = batch(seed=2)
+    normal, rule = build_rule("normal", tiny_net(), 11), build_rule("last_layer", tiny_net(), 11)
+    got = dict(zip(rule.params, rule.pseudo_gradients(x, y).grads))
+    want = dict(zip(normal.params, normal.pseudo_gradients(x, y).grads))
+    head = {id(rule.net.fc_weight): id(normal.net.fc_weight), id(rule.net.fc_bias): id(normal.net.fc_bias)}
+    by_id = {id(p): g for p, g in want.items()}
+    compared = 0
+    for p, g in got.items():
+        if id(p) in head:
+            assert g is not None and torch.allclose(g, by_id[head[id(p)]], atol=1e-12)
+            compared += 1
+    assert compared == 2
+    for w_rule, w_normal in zip(rule.net.weights, normal.net.weights):
+        assert got.get(w_rule) is None or not got[w_rule].any()
+        assert want[w_normal].abs().max() > 1e-8
+
+
+@pytest.mark.parametrize("name", ["fa", "dfa", "sign_symmetry"])
 def test_first_update_of_the_baselines_differs_from_backprop(name):
     x, y = batch(seed=2)
     normal, rule = build_rule("normal", tiny_net(), 11), build_rule(name, tiny_net(), 11)
@@ -169,7 +189,7 @@ def test_first_update_of_the_baselines_differs_from_backprop(name):
     want = normal.pseudo_gradients(x, y).grads
     w0 = next(g for g, p in zip(want, normal.params) if p is normal.net.weights[0])
     g0 = got[rule.net.weights[0]]
-    assert g0 is None or not torch.allclose(g0, w0, atol=1e-6)
+    assert g0 is not None and not torch.allclose(g0, w0, atol=1e-6)
 
 
 def test_align_zero_is_the_frozen_networks_gradient_with_the_current_error():

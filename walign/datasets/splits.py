@@ -124,15 +124,17 @@ class Data:
         return out
 
 
-@torch.no_grad()
 def accuracy(net: torch.nn.Module, split, batch_size: int, rng: np.random.RandomState) -> float | None:
     """Mean over random equal-sized batches of top-1 accuracy (batch-statistics BN: batch
-    composition matters, so evaluation batches are drawn like training batches)."""
+    composition matters, so evaluation batches are drawn like training batches). Gradients are
+    off inside the body rather than by a decorator, so mutation testing (docs/contributing.md)
+    reaches this function."""
     correct = torch.zeros((), dtype=torch.long, device=next(net.parameters()).device)
     count = 0
-    for x, labels in split.batches(rng, batch_size):
-        correct += (net(x).argmax(1) == labels).sum()
-        count += len(labels)
+    with torch.no_grad():
+        for x, labels in split.batches(rng, batch_size):
+            correct += (net(x).argmax(1) == labels).sum()
+            count += len(labels)
     return correct.item() / count if count else None
 
 
