@@ -378,6 +378,10 @@ def test_full_disk_at_launch_is_one_line_with_nothing_left(tmp_path):
 def test_ctrl_c_while_starting_is_one_line(tmp_path):
     """Ctrl-C while main.py is still loading its libraries: one line, exit 130, nothing written."""
     proc = launch(tmp_path, *FAST, "epochs=1", f"results_dir={tmp_path / 'results'}")
+    # The one sleep left in the suite that stands for an event: nothing outside the process shows
+    # that main.py has installed its handler (Python's own SIGINT handler is there from start-up).
+    # Python reaches it within ~0.1 s, and loading hydra and torch takes seconds, so 0.5 s lands
+    # inside the library loading the test is about.
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = finish(proc)
