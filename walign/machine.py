@@ -72,7 +72,10 @@ def check_results_dir(results_dir: str) -> None:
 
 
 def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU host and its thread count (summary.json's ``device``)."""
+    """The GPU's name, or the CPU host, its thread count and the vector instruction set torch's
+    kernels use (summary.json's ``device``). The instruction set is there because it changes
+    float32 results: AVX2 and AVX-512 kernels sum in different orders, and over 150 epochs at a
+    large lr that can move a small-data run's best accuracy by points (docs/results.md)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({socket.gethostname()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({socket.gethostname()}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
