@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from walign import checkpoint
-from walign.compiled import CompiledStep, make_step
+from walign.compiled import CompiledStep, CompileError, make_step
 from walign.nets import ConvNet, NetSpec
 from walign.rnn import AddRNN
 from walign.rules import RULES, build_rule
@@ -192,6 +192,21 @@ def test_a_rule_that_cannot_be_compiled_is_refused_in_one_line(tmp_path):
     line = one_line_refusal(tmp_path, "+rule_module=stubborn", "rule=stubborn", env={"PYTHONPATH": str(tmp_path)})
     assert "rule stubborn (cnn) cannot be compiled: its step reads values on the host" in line
     assert "compile=false" in line
+
+
+def test_a_step_differentiating_at_its_own_tensors_without_traced_autograd_names_the_setting(monkeypatch):
+    """Align-ada differentiates at the frozen network's layer outputs; without
+    compile_traces_autograd its compiled step cannot work, and the error says what to set."""
+    from walign.rules.cnn import AlignAda
+    monkeypatch.setattr(AlignAda, "compile_traces_autograd", False)
+    rule = build_rule("align_ada", ConvNet(NetSpec("cifar", 6, in_channels=3, image_size=8)), 5)
+    step = CompiledStep(rule, make_optimizer("sgd", rule.params, 0.5, compiled=True), torch.device("cpu"))
+    x, y = next(batches("cnn", torch.float32))
+    with pytest.raises(CompileError) as raised:
+        step(x, y)
+    message = str(raised.value)
+    assert "rule align_ada cannot be compiled" in message and "compile_traces_autograd = True" in message
+    assert "\n" not in message
 
 
 def test_compile_without_a_cxx_compiler_on_the_cpu_is_refused_in_one_line(tmp_path):

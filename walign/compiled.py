@@ -80,8 +80,11 @@ class CompiledStep:
         torch._dynamo.reset()
         self.rule, self.compile_seconds, self.shape = rule, 0.0, None
         self.eager = make_step(rule, optimizer, autocast)
-        self.compiled = torch.compile(make_step(rule, optimizer, autocast, release_grads=True),
-                                      mode=mode_for(device, mode), dynamic=False)
+        compiled = torch.compile(make_step(rule, optimizer, autocast, release_grads=True),
+                                 mode=mode_for(device, mode), dynamic=False)
+        if rule.compile_traces_autograd:  # the setting is read when dynamo traces, and checked on each call
+            compiled = torch._dynamo.config.patch(trace_autograd_ops=True)(compiled)
+        self.compiled = compiled
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.shape is None:
@@ -104,6 +107,12 @@ def first_call(fn, rule: str, *args):
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise CompileError(f"rule {rule} cannot be compiled ({type(err).__name__}: {reason}); "
                            f"run it with compile=false") from None
+    except RuntimeError as err:  # a gradient at tensors a compiled graph computed (docs/extending.md)
+        if "appears to not have been used in the graph" not in str(err):
+            raise
+        raise CompileError(f"rule {rule} cannot be compiled: its step differentiates with respect to tensors "
+                           f"computed inside the compiled graph; set compile_traces_autograd = True on the rule, "
+                           f"or run it with compile=false") from None
 
 
 class CompiledForward(nn.Module):

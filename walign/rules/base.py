@@ -98,6 +98,11 @@ class Rule:
     # Why this rule's step cannot go through torch.compile (compile=true is then refused in one
     # line), or None: every built-in rule compiles.
     compile_refusal: str | None = None
+    # With compile=true, trace torch.autograd.grad into the compiled graph (dynamo's
+    # trace_autograd_ops) instead of breaking the graph there. It lets a rule differentiate with
+    # respect to intermediate tensors inside one graph; it pays only where measured
+    # (docs/performance.md): it made Normal's step slower on the CPU.
+    compile_traces_autograd: bool = False
 
     def __init__(self, net: nn.Module):
         self.net = net

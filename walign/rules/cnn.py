@@ -104,6 +104,7 @@ class AlignAda(Rule):
     The head gets its ordinary gradient.
     """
     passes = Rule.passes.replace(forward=2, head_forward=2, head_input_grad=2)  # frozen input grads, current weight grads
+    compile_traces_autograd = True  # frozen_signals differentiates at intermediate outputs
 
     def __init__(self, net):
         super().__init__(net)
@@ -114,13 +115,11 @@ class AlignAda(Rule):
         initialize(net, seed)
         return cls(net)
 
-    @torch.compiler.disable
     def frozen_signals(self, x: torch.Tensor, e: torch.Tensor) -> list[torch.Tensor]:
         """Gradient of <frozen logits, e> at the frozen post-BN outputs of layers 1..L-1.
 
-        Kept out of torch.compile: it differentiates with respect to intermediate tensors, which
-        a compiled graph does not expose to autograd (the gradient would find them unused).
-        In eager mode the decorator changes nothing."""
+        It differentiates with respect to intermediate tensors, which a compiled graph can only
+        do when it traces the gradient too: hence ``compile_traces_autograd``."""
         frozen = self.frozen
         with torch.no_grad():
             h = frozen.layer(0, x)
