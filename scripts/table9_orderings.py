@@ -22,10 +22,9 @@ import numpy as np
 from walign.paper import METHOD_OF_RULE, table
 from walign.report.collect import scan
 from walign.report.protocol import seed_spread
-from walign.report.tables import small_cifar_runs
+from walign.report.tables import RULE_OF_METHOD, small_cifar_runs
 
 RULES = ("normal", "align_ada", "align_zero", "fa", "dfa")
-NAME = {"normal": "Normal", "align_ada": "Align-ada", "align_zero": "Align-zero", "fa": "FA", "dfa": "DFA"}
 ORDERINGS = {  # name -> test on one seed's values {rule: accuracy}
     "Normal above all four other rules": lambda v: all(v["normal"] > v[r] for r in RULES if r != "normal"),
     "Align-ada above Align-zero": lambda v: v["align_ada"] > v["align_zero"],
@@ -40,7 +39,7 @@ def cells(results_dir: str):
     paper = table(9)
     spreads, reference = {}, {}
     for p in paper.itertuples():
-        rule = next(r for r in RULES if METHOD_OF_RULE[r] == p.method)
+        rule = RULE_OF_METHOD[p.method]
         spread = seed_spread(small_cifar_runs(runs, SimpleNamespace(width=p.width, train_size=p.train_size), rule,
                                               seed=None))
         if spread.n:
@@ -75,7 +74,7 @@ def orderings(spreads, reference) -> list[str]:
 
 def gap(spreads, reference, first: str, second: str, sizes, widths) -> list[str]:
     """The mean-over-seeds difference of two rules per cell, beside the paper's."""
-    out = [f"**{NAME[first]} minus {NAME[second]}**, mean over seeds (points), ours / paper:", "",
+    out = [f"**{METHOD_OF_RULE[first]} minus {METHOD_OF_RULE[second]}**, mean over seeds (points), ours / paper:", "",
            "| N | " + " | ".join(f"×{w}" for w in widths) + " |", "|---:|" + "---:|" * len(widths)]
     for n in sizes:
         row = []
@@ -97,7 +96,7 @@ def far_cells(spreads, reference) -> list[str]:
                 continue
             z = (reference[(n, w, rule)] - s.mean) / s.sd
             if abs(z) > 2:
-                out.append(f"| {n} | {w} | {NAME[rule]} | {s.mean:.1f} ± {s.sd:.1f} ({s.n}) | "
+                out.append(f"| {n} | {w} | {METHOD_OF_RULE[rule]} | {s.mean:.1f} ± {s.sd:.1f} ({s.n}) | "
                            f"{min(s.values.values()):.1f}-{max(s.values.values()):.1f} | "
                            f"{reference[(n, w, rule)]:.1f} | {z:+.1f} |")
     zs = [(reference[(n, w, r)] - s.mean) / s.sd for (n, w), b in spreads.items() for r, s in b.items() if s.sd]

@@ -25,8 +25,6 @@ ARCHIVE = COMMITTED / "runs.tar.xz"
 FIG6_WIDTHS = "8,16,32,64"  # as in docs/results.md
 REBUILT = ("REPORT.md", "table08_rnn_add_task.md", "table08_rnn_add_task.csv",
            "table09_small_cifar10.md", "table09_small_cifar10.csv")
-
-
 RESULTS_DOC = REPO / "docs" / "results.md"
 BEGIN, END = "<!-- table9_orderings: begin -->\n", "<!-- table9_orderings: end -->\n"
 
