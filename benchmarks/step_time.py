@@ -28,7 +28,9 @@ took (the compile), compiled ms/step, its paired ratio to the same rule in eager
 largest parameter difference between the compiled and the eager copy after the same steps on
 the same batch, over the largest parameter (both start from the same initialisation). A rule
 that fails to compile is reported in one line and the others go on. ``--channels-last`` runs
-both copies with NHWC images and conv weights, to see whether that layout pays on a GPU.
+both copies with NHWC images and conv weights, to see whether that layout pays on a GPU. The
+compiled rows' layout column names the images the compiled step takes: NHWC on the CPU always
+(CompiledStep converts them there) unless ``--compiled-layout nchw`` keeps them as they are.
 """
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def time_compiled(rules, width, device, args):
         eager_step = make_step(eager[0], eager[1], autocast)
         try:
             fn = CompiledStep(comp[0], make_optimizer("sgd", comp[0].params, LR, compiled=True), device, autocast,
-                              mode=args.compile_mode)
+                              mode=args.compile_mode, channels_last=COMPILED_LAYOUT[args.compiled_layout])
             fn(*comp[2:])
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -113,7 +115,7 @@ def time_compiled(rules, width, device, args):
         ms = statistics.median(c for c, _ in pairs)
         ratio = [c / e for c, e in pairs]
         rows.append({"width": width, "rule": r, "precision": MODE["precision"], "mode": mode_for(device, args.compile_mode),
-                     "channels_last": args.channels_last,
+                     "channels_last": args.channels_last or fn.channels_last,  # the compiled step's images
                      "compile_s": fn.compile_seconds, "ms_per_step": ms, "eager_ms": statistics.median(e for _, e in pairs),
                      "compiled_ratio": statistics.median(ratio), "ratio_range": (min(ratio), max(ratio)),
                      "max_param_diff": diff})
@@ -121,6 +123,8 @@ def time_compiled(rules, width, device, args):
         del eager, comp, fn, eager_step
     return rows
 
+
+COMPILED_LAYOUT = {"auto": None, "nchw": False, "nhwc": True}  # --compiled-layout -> CompiledStep(channels_last=)
 
 COMPILED_HEADER = ("# compiled steps (each beside an eager copy of the same rule, interleaved rounds):\n"
                    "| width | rule | precision | mode | layout | compile s | eager ms | compiled ms | compiled / eager | (range) "
@@ -223,6 +227,8 @@ def main():
                     help="torch.compile mode (default: reduce-overhead on CUDA, default elsewhere)")
     ap.add_argument("--channels-last", action="store_true",
                     help="conv weights and images in channels_last (NHWC) memory format, eager and compiled")
+    ap.add_argument("--compiled-layout", choices=list(COMPILED_LAYOUT), default="auto",
+                    help="images the compiled step takes: auto (CompiledStep's choice: NHWC on the CPU), nchw, nhwc")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
