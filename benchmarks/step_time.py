@@ -28,9 +28,10 @@ took (the compile), compiled ms/step, its paired ratio to the same rule in eager
 largest parameter difference between the compiled and the eager copy after the same steps on
 the same batch, over the largest parameter (both start from the same initialisation). A rule
 that fails to compile is reported in one line and the others go on. ``--channels-last`` runs
-both copies with NHWC images and conv weights, to see whether that layout pays on a GPU. The
-compiled rows' layout column names the images the compiled step takes: NHWC on the CPU always
-(CompiledStep converts them there) unless ``--compiled-layout nchw`` keeps them as they are.
+both copies with NHWC images and conv weights, to see whether that layout pays on a GPU (the
+"layout" column). The "compiled images" column names the layout the compiled step takes its
+images in: NHWC on the CPU (CompiledStep converts them there; ``--compiled-layout nchw`` keeps
+them as they are), and on CUDA as they come.
 """
 from __future__ import annotations
 
@@ -115,7 +116,7 @@ def time_compiled(rules, width, device, args):
         ms = statistics.median(c for c, _ in pairs)
         ratio = [c / e for c, e in pairs]
         rows.append({"width": width, "rule": r, "precision": MODE["precision"], "mode": mode_for(device, args.compile_mode),
-                     "channels_last": args.channels_last or fn.channels_last,  # the compiled step's images
+                     "channels_last": args.channels_last, "compiled_nhwc": args.channels_last or fn.channels_last,
                      "compile_s": fn.compile_seconds, "ms_per_step": ms, "eager_ms": statistics.median(e for _, e in pairs),
                      "compiled_ratio": statistics.median(ratio), "ratio_range": (min(ratio), max(ratio)),
                      "max_param_diff": diff})
@@ -127,13 +128,13 @@ def time_compiled(rules, width, device, args):
 COMPILED_LAYOUT = {"auto": None, "nchw": False, "nhwc": True}  # --compiled-layout -> CompiledStep(channels_last=)
 
 COMPILED_HEADER = ("# compiled steps (each beside an eager copy of the same rule, interleaved rounds):\n"
-                   "| width | rule | precision | mode | layout | compile s | eager ms | compiled ms | compiled / eager | (range) "
-                   "| max param diff / max param |\n|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+                   "| width | rule | precision | mode | layout | compiled images | compile s | eager ms | compiled ms | compiled / eager | (range) "
+                   "| max param diff / max param |\n|---:|---|---|---|---|---|---:|---:|---:|---:|---:|---:|")
 
 
 def print_compiled(x):
     """One row, as soon as it is measured (flushed), so a run cut short keeps what it measured."""
-    print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['mode']} | {'NHWC' if x['channels_last'] else 'NCHW'} | {x['compile_s']:.1f} | {x['eager_ms']:.2f} "
+    print(f"| {x['width']} | {x['rule']} | {x['precision']} | {x['mode']} | {'NHWC' if x['channels_last'] else 'NCHW'} | {'NHWC' if x['compiled_nhwc'] else 'NCHW'} | {x['compile_s']:.1f} | {x['eager_ms']:.2f} "
           f"| {x['ms_per_step']:.2f} | {x['compiled_ratio']:.2f} | {x['ratio_range'][0]:.2f}-{x['ratio_range'][1]:.2f} "
           f"| {x['max_param_diff']:.1e} |", flush=True)
 

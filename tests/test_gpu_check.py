@@ -38,7 +38,8 @@ def test_dry_run_writes_its_file_with_every_section(tmp_path):
     assert {row[2].strip() for row in compiled if row[5].strip() == "NCHW"} == {"normal", "align_ada"}
     # and in the channels_last layout
     assert {row[2].strip() for row in compiled if row[5].strip() == "NHWC"} == {"normal"}
-    assert all(float(row[11]) < 1e-5 for row in compiled)
+    assert {row[6].strip() for row in compiled} == {"NHWC"}  # a compiled step on the CPU takes NHWC images
+    assert all(float(row[12]) < 1e-5 for row in compiled)
     assert f"all steps passed; written to {written}" in text
     # a CPU dry run is no GPU measurement: the sweep table does not take hours from it
     assert cost.measured_throughput(tmp_path) is None
