@@ -126,9 +126,9 @@ section "pytest -m cuda"
 if [[ " $missing " == *" pytest "* ]]; then
     echo "skipped: pytest is not installed (pip install -e \".[test]\")"
 elif [[ " $missing " == *" hydra-core "* || " $missing " == *" omegaconf "* ]]; then
-    step "pytest -m cuda" "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -k "not embedded_run and not killed_gpu_run"
+    step "pytest -m cuda" "$PYTHON" -m pytest -o addopts=-ra -m cuda -q -p no:cacheprovider -k "not embedded_run and not killed_gpu_run"
 else
-    step "pytest -m cuda" "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider
+    step "pytest -m cuda" "$PYTHON" -m pytest -o addopts=-ra -m cuda -q -p no:cacheprovider
 fi
 
 for precision in ${PRECISIONS:-fp32 tf32}; do
