@@ -1,4 +1,6 @@
+import fcntl
 import os
+import tempfile
 
 import pytest
 import torch
@@ -11,14 +13,16 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Each test file is one xdist group (``--dist loadgroup``: a file's tests run on one worker,
-    in order, and its module fixtures once); the SLURM files form one group, since they share
-    the single local cluster and its node's CPUs."""
-    for item in items:
-        module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group("slurm" if module.startswith("test_slurm") else module))
+@pytest.fixture(autouse=True)
+def one_slurm_test_at_a_time(request):
+    """The SLURM test files share one local cluster and its node's CPUs: under parallel workers
+    (``--dist loadfile`` runs each file on one worker) their tests take turns, by a file lock."""
+    if not request.path.stem.startswith("test_slurm"):
+        yield
+        return
+    with open(os.path.join(tempfile.gettempdir(), "walign-slurm-tests.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture
