@@ -10,7 +10,8 @@ MAX_WORKERS = 4  # more parallel files would each start torch-using subprocesses
 
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (setup.cfg): one worker per core, at most MAX_WORKERS."""
-    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(MAX_WORKERS, cores)
 
 
 @pytest.fixture(autouse=True)
