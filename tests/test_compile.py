@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._dynamo.utils import counters
 
 from walign import checkpoint
 from walign.compiled import CompiledStep, CompileError, make_step
@@ -111,6 +112,36 @@ def test_sgd_with_a_tensor_lr_is_bit_identical_to_a_float_lr():
         results.append([p.detach().clone() for p in rule.params])
     assert all(torch.equal(a, b) for a, b in zip(*results))
 
+
+
+def compiled_normal_step(lr: float, tensor_lr: bool = True) -> CompiledStep:
+    torch.manual_seed(0)
+    rule = build_rule("normal", ConvNet(NetSpec("cifar", 4, in_channels=3, image_size=8)), 5)
+    return CompiledStep(rule, make_optimizer("sgd", rule.params, lr, compiled=tensor_lr), torch.device("cpu"))
+
+
+def test_runs_differing_only_in_lr_reuse_the_compiled_code(tmp_path, monkeypatch):
+    """The lr is data in the graph: the second run of an lr sweep finds every graph in inductor's
+    cache (with a float lr its optimizer graph would be compiled again)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    x, y = next(batches("cnn", torch.float32))
+    compiled_normal_step(0.5)(x, y)
+    counters.clear()
+    compiled_normal_step(2.0)(x, y)
+    assert counters["inductor"]["fxgraph_cache_hit"] > 0
+    assert counters["inductor"]["fxgraph_cache_miss"] == 0, dict(counters["inductor"])
+
+
+def test_a_batch_of_another_shape_runs_eagerly_without_recompiling():
+    """A data loader's short last batch takes the eager step: no new graph, and it still trains."""
+    step = compiled_normal_step(0.5)
+    x, y = next(batches("cnn", torch.float32))
+    step(x, y)
+    graphs = counters["stats"]["unique_graphs"]
+    before = [p.detach().clone() for p in step.rule.params]
+    loss = step(x[:5], y[:5])
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, step.rule.params))
 
 # ----------------------------------------------------------------------------- runs
 ARGS = ["rule=normal", "width=4", "epochs=3", "compile=true", "progress=lines", "eval_test=false",
