@@ -12,6 +12,7 @@ tensor's own: the batch norm's shift parameters sit near 1e-9, where an absolute
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -195,6 +196,17 @@ def test_a_killed_compiled_run_resumes_to_the_uninterrupted_compiled_result(tmp_
     assert summary == reference[1]
     assert all(torch.equal(a, b) for a, b in zip(params, reference[2]))
 
+
+
+def test_compile_true_is_a_run_of_its_own_and_compile_false_keeps_the_old_directory():
+    """compile enters a run's identity only when true: runs made before the option keep their
+    directories, and a compiled run never resumes or skips as the eager one."""
+    from walign.spec import RunSpec
+    eager = RunSpec(dataset="embedded", rule="normal", width=8, lr=1.0, epochs=2, seed=0, batch_size=10)
+    assert "compile" not in eager.identity()
+    compiled = dataclasses.replace(eager, compile=True)
+    assert compiled.identity() == {**eager.identity(), "compile": True}
+    assert compiled.run_directory() != eager.run_directory()
 
 def one_line_refusal(tmp_path, *args, env=None) -> str:
     proc = main_py(f"results_dir={tmp_path / 'results'}", "progress=none", "compile=true", *args, env=env)

@@ -40,6 +40,8 @@ def test_identity_options_at_their_defaults_are_the_paper_setting(tmp_path):
     fp32 = write_run(root, lr=2, compute_precision="fp32")
     bf16 = write_run(root, lr=5, compute_precision="bf16")
     arch = write_run(root, lr=0.5, arch="kmnist")
+    eager = write_run(root, lr=0.1, compile=False)
+    compiled = write_run(root, lr=0.1, seed=3, compile=True)
     unknown = write_run(root, lr=0.2, foo=1)
     # gd_wstar's scoring schedule and probe counts only change what is measured
     measured = write_run(root, rule="gd_wstar", accs=[0.1] * 3, alignment={3: [0.3] * 7}, score_epochs=[1, 3],
@@ -53,6 +55,7 @@ def test_identity_options_at_their_defaults_are_the_paper_setting(tmp_path):
     assert variant_of(root, shared) == "projection=shared"
     assert variant_of(root, bf16) == "compute_precision=bf16"
     assert variant_of(root, arch) == "arch=kmnist"
+    assert variant_of(root, eager) == "" and variant_of(root, compiled) == "compile=true"
     assert variant_of(root, unknown) == "foo=1 (not a declared option)"
     assert variant_of(root, strided) == "score_strides=[1, 2, 2]"
     assert variant_of(root, short) == "length=50"
