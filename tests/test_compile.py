@@ -1,6 +1,6 @@
 """compile=true (walign/compiled.py): every rule's compiled step follows its eager step, a
-compiled run killed mid-way resumes to the uninterrupted compiled run's numbers, and what cannot
-be compiled is refused in one line.
+compiled run killed, or stopped by a signal inside an epoch, resumes to the uninterrupted compiled
+run's numbers, and what cannot be compiled is refused in one line.
 
 The bound. Compiled kernels fuse and reorder float sums, so compiled and eager parameters differ by
 rounding, which the steps then carry along. After 10 SGD steps we require, for every parameter,
@@ -16,6 +16,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -169,20 +170,32 @@ def results_of(directory: Path):
             {k: v for k, v in summary.items() if k not in drop}, params)
 
 
-def test_a_killed_compiled_run_resumes_to_the_uninterrupted_compiled_result(tmp_path):
-    whole = main_py(*ARGS, f"results_dir={tmp_path / 'whole'}")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference: the compiled run, never stopped."""
+    results = tmp_path_factory.mktemp("whole")
+    whole = main_py(*ARGS, f"results_dir={results}")
     out, _ = whole.communicate(timeout=900)
     assert whole.returncode == 0, out
-    reference = results_of(only_run(tmp_path / "whole"))
+    reference = results_of(only_run(results))
     assert reference[1]["compile"] is True
+    return reference
 
-    killed = main_py(*ARGS, f"results_dir={tmp_path / 'killed'}")
+
+def after_first_epoch(results: Path, proc) -> None:
+    """Wait until ``proc``'s run has recorded and checkpointed its first epoch."""
     deadline = time.time() + 900
-    while killed.poll() is None and time.time() < deadline:
-        found = list((tmp_path / "killed").rglob("metrics.jsonl"))
+    while proc.poll() is None and time.time() < deadline:
+        found = list(results.rglob("metrics.jsonl"))
         if found and found[0].read_text().count("\n") >= 1 and (found[0].parent / "checkpoint.pt").exists():
-            break
+            return
         time.sleep(0.05)
+
+
+def test_a_killed_compiled_run_resumes_to_the_uninterrupted_compiled_result(tmp_path, uninterrupted):
+    reference = uninterrupted
+    killed = main_py(*ARGS, f"results_dir={tmp_path / 'killed'}")
+    after_first_epoch(tmp_path / "killed", killed)
     killed.send_signal(signal.SIGKILL)
     out, _ = killed.communicate(timeout=60)
     assert killed.returncode == -signal.SIGKILL, f"the run ended before it could be killed:\n{out}"
@@ -197,6 +210,27 @@ def test_a_killed_compiled_run_resumes_to_the_uninterrupted_compiled_result(tmp_
     assert all(torch.equal(a, b) for a, b in zip(params, reference[2]))
 
 
+
+
+def test_a_compiled_run_stopped_mid_epoch_resumes_from_that_step_to_the_same_result(tmp_path, uninterrupted):
+    """SIGTERM after the first epoch: the compiled run saves its place inside the next epoch and
+    ends; started again, it compiles afresh and continues from that step to the reference."""
+    stopped = main_py(*ARGS, f"results_dir={tmp_path}")
+    after_first_epoch(tmp_path, stopped)
+    stopped.send_signal(signal.SIGTERM)
+    out, _ = stopped.communicate(timeout=300)
+    assert stopped.returncode == -signal.SIGTERM, out
+    saved = re.search(r"stopped: checkpoint saved in epoch (\d+) after step (\d+)", out)
+    assert saved and int(saved.group(2)) > 0, out
+
+    again = main_py(*ARGS, f"results_dir={tmp_path}")
+    out, _ = again.communicate(timeout=900)
+    assert again.returncode == 0, out
+    assert f"resuming after epoch {int(saved.group(1)) - 1}, step {saved.group(2)}" in out
+    metrics, summary, params = results_of(only_run(tmp_path))
+    assert metrics == uninterrupted[0]
+    assert {k: v for k, v in summary.items() if k != "resumed_after_step"} == uninterrupted[1]
+    assert all(torch.equal(a, b) for a, b in zip(params, uninterrupted[2]))
 
 def test_compile_true_is_a_run_of_its_own_and_compile_false_keeps_the_old_directory():
     """compile enters a run's identity only when true: runs made before the option keep their
