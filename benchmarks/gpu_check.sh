@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One command for a fresh GPU machine, after `pip install -e ".[test]"` (under 8 minutes on one H100):
+# One command for a fresh GPU machine, after `pip install -e ".[test]"` (421 s on an H200 on
+# 2026-12-04, when it timed fewer compiled steps than it does now):
 #
 #   bash benchmarks/gpu_check.sh                    # GPU: writes benchmarks/results/gpu-<card>-<date>.txt
 #   bash benchmarks/gpu_check.sh --device cpu       # dry run: the same steps on the CPU, tiny sizes
@@ -13,10 +14,11 @@
 # epoch (450 steps of 100 + evaluation) at width 512 for Normal and Align-ada, on CIFAR-10 if
 # CIFAR10_ROOT names a folder holding cifar-10-batches-py, else on random CIFAR-shaped data (the
 # output says which); times Normal's and Align-ada's step as compile=true runs it (torch.compile,
-# CUDA graphs) beside eager at widths 16, 64, 256 and 512, fp32 and tf32 (COMPILE_WIDTHS,
-# COMPILE_PRECISIONS); and tries the channels_last layout, eager and compiled, at widths 64 and
-# 512, tf32 (LAYOUT_WIDTHS).
-# Everything goes to the screen and to one file.
+# CUDA graphs) beside eager at widths 64 and 512, fp32 and tf32 (COMPILE_WIDTHS, COMPILE_PRECISIONS),
+# and again at widths 16 and 256 at the end (COMPILE_WIDTHS_MORE); and tries the channels_last
+# layout, eager and compiled, at widths 64 and 512, tf32 (LAYOUT_WIDTHS).
+# The most wanted measurements come first (the GPU tests, then compiled against eager at widths 64
+# and 512), so a run cut short by --budget keeps them. Everything goes to the screen and to one file.
 #
 # Options and environment:
 #   --device cpu|cuda    cuda (default) or cpu, the dry run: width 8, one round, a 2-step epoch,
@@ -28,7 +30,8 @@
 #   PYTHON               the interpreter (default: python)
 #   CIFAR10_ROOT         real CIFAR-10 for the epoch timing
 #   PRECISIONS           step-time precisions (default "fp32 tf32"; add bf16 to time autocast too)
-#   COMPILE_WIDTHS       widths of the compiled-step timing (default "16 64 256 512"; dry run "8")
+#   COMPILE_WIDTHS       widths of the first compiled-step timing (default "64 512"; dry run "8")
+#   COMPILE_WIDTHS_MORE  widths of the last one (default "16 256"; dry run: none, the section says so)
 #   COMPILE_PRECISIONS   its precisions (default "fp32 tf32"; dry run "tf32", and its layout trial
 #                        times Normal only)
 #   LAYOUT_WIDTHS        widths of the channels_last trial (default "64 512"; dry run "8")
@@ -60,7 +63,8 @@ if [ "$device" = cuda ]; then
     slug=$(printf '%s' "$card" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | sed 's/^-*//; s/-*$//')
     out=${out:-benchmarks/results}
     widths="64 256 512"; rounds=3; steps=5; memory=auto
-    compile_widths=${COMPILE_WIDTHS:-16 64 256 512}
+    compile_widths=${COMPILE_WIDTHS:-64 512}
+    compile_widths_more=${COMPILE_WIDTHS_MORE-16 256}
     layout_widths=${LAYOUT_WIDTHS:-64 512}
     compile_precisions=${COMPILE_PRECISIONS:-fp32 tf32}
     layout_rules="normal align_ada"
@@ -70,6 +74,7 @@ else
     out=${out:-${WALIGN_GPU_CHECK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")}}
     widths="8"; rounds=1; steps=1; memory=none
     compile_widths=${COMPILE_WIDTHS:-8}
+    compile_widths_more=${COMPILE_WIDTHS_MORE-}
     layout_widths=${LAYOUT_WIDTHS:-8}
     compile_precisions=${COMPILE_PRECISIONS:-tf32}
     layout_rules="normal"
@@ -90,6 +95,17 @@ step() {  # step NAME COMMAND...: run it (within the budget, if one is set), not
         set -- timeout --signal=TERM --kill-after=10 "$left" "$@"
     fi
     "$@" || { echo "gpu_check: FAILED: $name (exit $?)"; failed+=("$name"); }
+}
+compiled_steps() {  # compiled_steps TITLE WIDTHS: Normal's and Align-ada's compiled step beside eager
+    local title=$1 compiled_widths=$2 precision
+    for precision in $compile_precisions; do
+        section "$title $precision"
+        if [ -z "$compiled_widths" ]; then echo "skipped: no widths (COMPILE_WIDTHS_MORE)"; continue; fi
+        # shellcheck disable=SC2086
+        step "$title $precision" "$PYTHON" benchmarks/step_time.py --device "$device" --widths $compiled_widths \
+            --rules normal align_ada --rounds "$rounds" --steps "$steps" --precision "$precision" --memory none \
+            --compile
+    done
 }
 
 checks() {
@@ -131,19 +147,13 @@ else
     step "pytest -m cuda" "$PYTHON" -m pytest -o addopts=-ra -m cuda -q -p no:cacheprovider
 fi
 
+compiled_steps "step time compiled" "$compile_widths"
+
 for precision in ${PRECISIONS:-fp32 tf32}; do
     section "step time $precision"
     # shellcheck disable=SC2086
     step "step time $precision" "$PYTHON" benchmarks/step_time.py --device "$device" --widths $widths \
         --rounds "$rounds" --steps "$steps" --precision "$precision" --memory "$memory" --throughput
-done
-
-for precision in $compile_precisions; do
-    section "step time compiled $precision"
-    # shellcheck disable=SC2086
-    step "step time compiled $precision" "$PYTHON" benchmarks/step_time.py --device "$device" \
-        --widths $compile_widths --rules normal align_ada --rounds "$rounds" --steps "$steps" \
-        --precision "$precision" --memory none --compile
 done
 
 section "channels_last tf32"
@@ -155,6 +165,8 @@ step "channels_last tf32" "$PYTHON" benchmarks/step_time.py --device "$device" -
 section "one epoch"
 step "one epoch" "$PYTHON" benchmarks/epoch_time.py --device "$device" --rules normal align_ada \
     "${epoch_args[@]}" ${CIFAR10_ROOT:+--root "$CIFAR10_ROOT"}
+
+compiled_steps "step time compiled (more widths)" "$compile_widths_more"
 
 section "summary"
 echo "wall: $((SECONDS - started)) s"

@@ -9,8 +9,9 @@ from pathlib import Path
 from walign import cost
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["device", "packages", "pytest -m cuda", "step time fp32", "step time tf32", "step time compiled tf32", "channels_last tf32",
-            "one epoch", "summary"]
+# in this order: what a short GPU lease must not lose comes first (the GPU tests, compiled against eager)
+SECTIONS = ["device", "packages", "pytest -m cuda", "step time compiled tf32", "step time fp32", "step time tf32",
+            "channels_last tf32", "one epoch", "step time compiled (more widths) tf32", "summary"]
 # every CNN rule walign ships, the paper's and sign symmetry; gpu_check.sh times each of them
 CNN_RULES = {"normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry"}
 
@@ -40,6 +41,7 @@ def test_dry_run_writes_its_file_with_every_section(tmp_path):
     assert {row[2].strip() for row in compiled if row[5].strip() == "NHWC"} == {"normal"}
     assert {row[6].strip() for row in compiled} == {"NHWC"}  # a compiled step on the CPU takes NHWC images
     assert all(float(row[12]) < 1e-5 for row in compiled)
+    assert "skipped: no widths (COMPILE_WIDTHS_MORE)" in text
     assert f"all steps passed; written to {written}" in text
     # a CPU dry run is no GPU measurement: the sweep table does not take hours from it
     assert cost.measured_throughput(tmp_path) is None
