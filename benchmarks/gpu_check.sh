@@ -7,7 +7,8 @@
 #
 # It prints the device and the torch, CUDA and cuDNN versions; names the missing optional
 # packages (hydra-core, omegaconf, submitit) in one line and skips only what needs them; runs
-# `pytest -m cuda` (tests/test_cuda.py and the GPU variants of tests/test_device_hygiene.py);
+# `pytest -m cuda` (tests/test_cuda.py, tests/test_cuda_compile.py and the GPU variants of
+# tests/test_device_hygiene.py);
 # times one step of every CNN rule at widths 64, 256 and 512 at fp32 and tf32 (ms/step, peak
 # memory, ratio to Normal, achieved TFLOP/s from walign/cost.py's exact count; the `throughput`
 # lines are what `python -m walign.grids` reads for GPU-hours); and times one whole CIFAR-shaped
