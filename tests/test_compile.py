@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch._dynamo.utils import counters
 
 from walign import checkpoint
-from walign.compiled import CompiledStep, CompileError, make_step
+from walign.compiled import CompiledForward, CompiledStep, CompileError, make_step
 from walign.nets import ConvNet, NetSpec
 from walign.rnn import AddRNN
 from walign.rules import RULES, build_rule
@@ -144,6 +144,25 @@ def test_a_batch_of_another_shape_runs_eagerly_without_recompiling():
     loss = step(x[:5], y[:5])
     assert counters["stats"]["unique_graphs"] == graphs
     assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, step.rule.params))
+
+
+@pytest.mark.parametrize("family", ["cnn", "rnn"])
+def test_the_compiled_evaluation_forward_follows_the_eager_forward(family):
+    """Evaluation's compiled forward gives the network's outputs (same bound as the steps), for
+    its first batch shape and, eagerly, for another."""
+    torch.manual_seed(0)
+    net = ConvNet(NetSpec("cifar", 6, in_channels=3, image_size=8)) if family == "cnn" else AddRNN(6, 4).double()
+    net = build_rule("normal", net, 5).net  # initialized as for training
+    dtype = torch.float32 if family == "cnn" else torch.float64
+    forward = CompiledForward(net, torch.device("cpu"))
+    with torch.no_grad():
+        for x, _ in list(batches(family, dtype))[:3]:
+            other = x[:3] if family == "cnn" else x[:, :5]  # fewer images; shorter sequences (one state per slot)
+            for inputs in (x, other):
+                eager, compiled = net(inputs), forward(inputs)
+                assert compiled.shape == eager.shape and eager.abs().max() > 0
+                assert (compiled - eager).abs().max() <= BOUND[dtype] * eager.abs().max()
+    assert forward.compile_seconds > 0 and forward.shape == x.shape
 
 # ----------------------------------------------------------------------------- runs
 ARGS = ["rule=normal", "width=4", "epochs=3", "compile=true", "progress=lines", "eval_test=false",
