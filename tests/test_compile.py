@@ -1,6 +1,8 @@
-"""compile=true (walign/compiled.py): every rule's compiled step follows its eager step, a
-compiled run killed, or stopped by a signal inside an epoch, resumes to the uninterrupted compiled
-run's numbers, and what cannot be compiled is refused in one line.
+"""compile=true (walign/compiled.py): every rule's compiled step, and evaluation's compiled
+forward, follow their eager versions; an lr sweep reuses the compiled code and a batch of another
+shape compiles nothing; compile is part of a run's identity only when true; a compiled run killed,
+or stopped by a signal inside an epoch, resumes to the uninterrupted compiled run's numbers; and
+what cannot be compiled is refused in one line.
 
 The bound. Compiled kernels fuse and reorder float sums, so compiled and eager parameters differ by
 rounding, which the steps then carry along. After 10 SGD steps we require, for every parameter,
