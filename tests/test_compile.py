@@ -53,7 +53,10 @@ def example_rule():
     RULES.update(before)
 
 
-def batches(family: str, dtype: torch.dtype):
+CPU = torch.device("cpu")
+
+
+def batches(family: str, dtype: torch.dtype, device: torch.device = CPU):
     g = torch.Generator().manual_seed(0)
     for _ in range(STEPS):
         if family == "cnn":
@@ -62,21 +65,22 @@ def batches(family: str, dtype: torch.dtype):
         else:
             x = torch.randint(0, 2, (4, 7), generator=g)
             y = torch.rand(4, 7, generator=g)
-        yield x.to(dtype), y.to(dtype)
+        yield x.to(device, dtype), y.to(device, dtype)
 
 
-def train_steps(name: str, family: str, compiled: bool):
-    """The parameters after STEPS steps, and each step's loss."""
+def train_steps(name: str, family: str, compiled: bool, optimizer: str = "sgd", device: torch.device = CPU):
+    """The parameters after STEPS steps on ``device`` (copied to the CPU), and each step's loss."""
     torch.manual_seed(0)
     if family == "cnn":
         net, dtype, lr = ConvNet(NetSpec("cifar", 6, in_channels=3, image_size=8)), torch.float32, 0.5
     else:
         net, dtype, lr = AddRNN(6, 4).double(), torch.float64, 0.01
-    rule = build_rule(name, net, 5)
-    optimizer = make_optimizer("sgd", rule.params, lr, compiled=compiled)
-    step = CompiledStep(rule, optimizer, torch.device("cpu")) if compiled else make_step(rule, optimizer)
-    losses = [float(step(x, y)) for x, y in batches(family, dtype)]
-    return [p.detach().clone() for p in rule.params], losses, dtype
+    rule = build_rule(name, net.to(device), 5)
+    opt = make_optimizer(optimizer, rule.params, 1e-3 if optimizer == "adam" else lr, compiled=compiled)
+    step = CompiledStep(rule, opt, device) if compiled else make_step(rule, opt)
+    # float() reads each loss at once (on CUDA the next replay of the graph overwrites its output)
+    losses = [float(step(x, y)) for x, y in batches(family, dtype, device)]
+    return [p.detach().cpu().clone() for p in rule.params], losses, dtype
 
 
 def compiled_cases():
@@ -84,15 +88,21 @@ def compiled_cases():
     return [pytest.param(name, family, id=f"{name}-{family}") for name in names for family in sorted(RULES[name])]
 
 
-def assert_follows_eager(name: str, family: str) -> None:
-    eager, eager_losses, dtype = train_steps(name, family, compiled=False)
-    compiled, compiled_losses, _ = train_steps(name, family, compiled=True)
+def assert_follows_eager(name: str, family: str, optimizer: str = "sgd", device: torch.device = CPU,
+                         bound: dict = BOUND) -> None:
+    eager, eager_losses, dtype = train_steps(name, family, False, optimizer, device)
+    compiled, compiled_losses, _ = train_steps(name, family, True, optimizer, device)
     scale = max(p.abs().max().item() for p in eager)
     assert all(torch.isfinite(p).all() for p in eager) and scale > 0
-    moved = [i for i, (a, b) in enumerate(zip(eager, compiled)) if (a - b).abs().max() > BOUND[dtype] * scale]
-    assert moved == [], f"parameters {moved} of {name} ({family}) differ by more than {BOUND[dtype]:g} x {scale:.3g}"
+    # Adam divides each step by the gradient's own size, so the conv biases, whose gradient is
+    # rounding noise (the per-element batch norm after them removes them), take full-size steps in
+    # directions the rounding picks: under Adam only the weights are compared.
+    kept = [i for i, p in enumerate(eager) if optimizer == "sgd" or p.dim() >= 2]
+    moved = {i: float((eager[i] - compiled[i]).abs().max()) for i in kept
+             if (eager[i] - compiled[i]).abs().max() > bound[dtype] * scale}
+    assert moved == {}, f"parameters of {name} ({family}, {optimizer}) beyond {bound[dtype]:g} x {scale:.3g}: {moved}"
     for a, b in zip(eager_losses, compiled_losses):
-        assert abs(a - b) <= BOUND[dtype] * max(abs(a), 1e-12), (eager_losses, compiled_losses)
+        assert abs(a - b) <= bound[dtype] * max(abs(a), 1e-12), (eager_losses, compiled_losses)
 
 
 @pytest.mark.parametrize("name, family", compiled_cases())
@@ -117,11 +127,10 @@ def test_sgd_with_a_tensor_lr_is_bit_identical_to_a_float_lr():
     assert all(torch.equal(a, b) for a, b in zip(*results))
 
 
-
 def compiled_normal_step(lr: float, tensor_lr: bool = True) -> CompiledStep:
     torch.manual_seed(0)
     rule = build_rule("normal", ConvNet(NetSpec("cifar", 4, in_channels=3, image_size=8)), 5)
-    return CompiledStep(rule, make_optimizer("sgd", rule.params, lr, compiled=tensor_lr), torch.device("cpu"))
+    return CompiledStep(rule, make_optimizer("sgd", rule.params, lr, compiled=tensor_lr), CPU)
 
 
 def test_runs_differing_only_in_lr_reuse_the_compiled_code(tmp_path, monkeypatch):
@@ -156,7 +165,7 @@ def test_the_compiled_evaluation_forward_follows_the_eager_forward(family):
     net = ConvNet(NetSpec("cifar", 6, in_channels=3, image_size=8)) if family == "cnn" else AddRNN(6, 4).double()
     net = build_rule("normal", net, 5).net  # initialized as for training
     dtype = torch.float32 if family == "cnn" else torch.float64
-    forward = CompiledForward(net, torch.device("cpu"))
+    forward = CompiledForward(net, CPU)
     with torch.no_grad():
         for x, _ in list(batches(family, dtype))[:3]:
             other = x[:3] if family == "cnn" else x[:, :5]  # fewer images; shorter sequences (one state per slot)
@@ -165,6 +174,7 @@ def test_the_compiled_evaluation_forward_follows_the_eager_forward(family):
                 assert compiled.shape == eager.shape and eager.abs().max() > 0
                 assert (compiled - eager).abs().max() <= BOUND[dtype] * eager.abs().max()
     assert forward.compile_seconds > 0 and forward.shape == x.shape
+
 
 # ----------------------------------------------------------------------------- runs
 ARGS = ["rule=normal", "width=4", "epochs=3", "compile=true", "progress=lines", "eval_test=false",
@@ -231,8 +241,6 @@ def test_a_killed_compiled_run_resumes_to_the_uninterrupted_compiled_result(tmp_
     assert all(torch.equal(a, b) for a, b in zip(params, reference[2]))
 
 
-
-
 def test_a_compiled_run_stopped_mid_epoch_resumes_from_that_step_to_the_same_result(tmp_path, uninterrupted):
     """SIGTERM after the first epoch: the compiled run saves its place inside the next epoch and
     ends; started again, it compiles afresh and continues from that step to the reference."""
@@ -253,6 +261,7 @@ def test_a_compiled_run_stopped_mid_epoch_resumes_from_that_step_to_the_same_res
     assert {k: v for k, v in summary.items() if k != "resumed_after_step"} == uninterrupted[1]
     assert all(torch.equal(a, b) for a, b in zip(params, uninterrupted[2]))
 
+
 def test_compile_true_is_a_run_of_its_own_and_compile_false_keeps_the_old_directory():
     """compile enters a run's identity only when true: runs made before the option keep their
     directories, and a compiled run never resumes or skips as the eager one."""
@@ -262,6 +271,7 @@ def test_compile_true_is_a_run_of_its_own_and_compile_false_keeps_the_old_direct
     compiled = dataclasses.replace(eager, compile=True)
     assert compiled.identity() == {**eager.identity(), "compile": True}
     assert compiled.run_directory() != eager.run_directory()
+
 
 def one_line_refusal(tmp_path, *args, env=None) -> str:
     proc = main_py(f"results_dir={tmp_path / 'results'}", "progress=none", "compile=true", *args, env=env)

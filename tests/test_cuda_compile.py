@@ -24,17 +24,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from test_compile import assert_follows_eager
 from walign import precision
-from walign.compiled import CompiledStep, make_step
-from walign.nets import ConvNet, NetSpec
-from walign.rnn import AddRNN
-from walign.rules import build_rule
-from walign.train import make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = 10
 BOUND = {torch.float32: 1e-4, torch.float64: 1e-10}
 pytestmark = pytest.mark.cuda
 if not torch.cuda.is_available():  # one summary line for the whole file
@@ -49,51 +43,12 @@ def gpu():
     return torch.device("cuda")
 
 
-def batches(family: str, dtype: torch.dtype, device: torch.device):
-    g = torch.Generator().manual_seed(0)
-    for _ in range(STEPS):
-        if family == "cnn":
-            x = torch.rand(8, 3, 8, 8, generator=g)
-            y = F.one_hot(torch.randint(0, 10, (8,), generator=g), 10) - 0.1
-        else:
-            x = torch.randint(0, 2, (4, 7), generator=g)
-            y = torch.rand(4, 7, generator=g)
-        yield x.to(device, dtype), y.to(device, dtype)
-
-
-def train_steps(name: str, family: str, optimizer: str, compiled: bool, device: torch.device):
-    """The parameters after STEPS steps on ``device``, each step's loss, and the dtype."""
-    torch.manual_seed(0)
-    if family == "cnn":
-        net, dtype, lr = ConvNet(NetSpec("cifar", 6, in_channels=3, image_size=8)), torch.float32, 0.5
-    else:
-        net, dtype, lr = AddRNN(6, 4).double(), torch.float64, 0.01
-    lr = 1e-3 if optimizer == "adam" else lr
-    rule = build_rule(name, net.to(device), 5)
-    opt = make_optimizer(optimizer, rule.params, lr, compiled=compiled)
-    step = CompiledStep(rule, opt, device) if compiled else make_step(rule, opt)
-    # float() reads each loss before the next replay overwrites the graph's output
-    losses = [float(step(x, y)) for x, y in batches(family, dtype, device)]
-    return [p.detach().cpu().clone() for p in rule.params], losses, dtype
-
-
 @pytest.mark.parametrize("name, family, optimizer", [
     ("normal", "cnn", "sgd"), ("align_ada", "cnn", "sgd"), ("fa", "cnn", "sgd"), ("dfa", "cnn", "sgd"),
     ("align_zero", "cnn", "adam"), ("normal", "rnn", "sgd"), ("align_ada", "rnn", "sgd")])
 def test_compiled_steps_on_the_gpu_follow_eager_steps(name, family, optimizer, gpu):
-    eager, eager_losses, dtype = train_steps(name, family, optimizer, compiled=False, device=gpu)
-    compiled, compiled_losses, _ = train_steps(name, family, optimizer, compiled=True, device=gpu)
-    scale = max(p.abs().max().item() for p in eager)
-    assert all(torch.isfinite(p).all() for p in eager) and scale > 0
-    # Adam divides each step by the gradient's own size, so the conv biases, whose gradient is
-    # rounding noise (the per-element batch norm after them removes them), take full-size steps in
-    # directions the rounding picks: under Adam only the weights are compared.
-    kept = [i for i, p in enumerate(eager) if optimizer == "sgd" or p.dim() >= 2]
-    moved = {i: float((eager[i] - compiled[i]).abs().max()) for i in kept
-             if (eager[i] - compiled[i]).abs().max() > BOUND[dtype] * scale}
-    assert moved == {}, f"parameters of {name} ({family}, {optimizer}) beyond {BOUND[dtype]:g} x {scale:.3g}: {moved}"
-    for a, b in zip(eager_losses, compiled_losses):
-        assert abs(a - b) <= BOUND[dtype] * max(abs(a), 1e-12), (eager_losses, compiled_losses)
+    """test_compile's comparison (10 steps; under Adam the weights only), on the GPU, at BOUND."""
+    assert_follows_eager(name, family, optimizer, gpu, BOUND)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
