@@ -512,6 +512,10 @@ BAD_INPUT = {  # id: (overrides, words the one line must contain)
                                ["{cwd}/nodata"]),
     "flag-config-name": (["-cn", "config"], ["--config-name"]),
     "flag-run-unwritable": (["--run", "results_dir=/proc/walign-x"], ["/proc/walign-x", "not writable"]),
+    # issue 35: values no run can have, which trained (or overflowed inside torch) before
+    "width-31-digits": (["width=1000000000000000000000000000000"], ["width", "1..1048576"]),
+    "width-beyond-memory": (["width=100000"], ["width 100000", "GiB", "memory"]),
+    "lr-1e-300": (["lr=1e-300"], ["lr", "1e-12..1e+06", "1e-300"]),
 }
 # refused sweeps: the same promise with -m (every run is checked before Hydra writes its sweep folder)
 BAD_SWEEPS = {
@@ -520,6 +524,8 @@ BAD_SWEEPS = {
     "sweep-results-dir-empty": (["-m", "results_dir="], ["results_dir", "empty"]),
     "sweep-device-mps": (["-m", "device=mps", "width=4,6"], ["mps"]),
     "sweep-batch-size-beyond-the-data": (["-m", "batch_size=5000,50"], ["batch_size 5000", "1500"]),
+    "sweep-width-31-digits": (["-m", "width=4,1000000000000000000000000000000"], ["width", "1..1048576"]),
+    "sweep-lr-1e-300": (["-m", "lr=5,1e-300"], ["lr", "1e-300"]),
 }
 
 
@@ -743,17 +749,20 @@ def test_sweep_with_a_failed_run_exits_nonzero_after_a_summary_line(tmp_path, mo
 
 
 def test_sweep_with_a_run_that_cannot_write_goes_on_and_exits_nonzero(tmp_path):
-    """One run of a `-m` sweep cannot write its metrics (a directory stands where metrics.jsonl
-    goes): that run is one line, the sweep runs the others, prints its tally naming the failed
-    run, and exits non-zero."""
+    """One run of a `-m` sweep cannot write anything (its directory is a read-only mount): that
+    run is one line, the sweep runs the others, prints its tally naming the failed run, and
+    exits non-zero."""
     results = tmp_path / "results"
     args = ["epochs=1", "width=4", "progress=lines", "device=cpu", "eval_test=false", f"results_dir={results}"]
     blocked = spec_of(results, *args, "seed=1").run_directory()
-    (blocked / "metrics.jsonl").mkdir(parents=True)
-    code, out, err = walign(tmp_path, "-m", "seed=1,2", *args)
+    mount_tmpfs(blocked, "ro,size=1m")
+    try:
+        code, out, err = walign(tmp_path, "-m", "seed=1,2", *args)
+    finally:
+        unmount(blocked)
     assert code != 0, out + err
     assert_clean(out, err)
-    assert [line for line in err.splitlines() if "metrics.jsonl" in line] and len(err.splitlines()) == 1, err
+    assert [line for line in err.splitlines() if "Read-only file system" in line] and len(err.splitlines()) == 1, err
     assert out.splitlines()[-1] == f"walign sweep: 1 complete, 1 failed: {blocked}", out
     (other,) = [p.parent for p in results.rglob("summary.json")]
     assert epochs(other) == [1] and status(other) == "complete"

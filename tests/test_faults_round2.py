@@ -243,8 +243,8 @@ def plant_odd(path: Path, kind: str) -> None:
 def test_odd_state_files_never_hang_or_crash_a_sweep(tmp_path):
     """A directory, a FIFO or `[` x 100000 at the name of claim.json, summary.json, checkpoint.pt
     or metrics.jsonl, one in each run of a 12-run sweep: the sweep ends within its time bound
-    with no traceback, each planted file costs at most one line, and every run whose files can
-    be written (all but the one whose metrics.jsonl is a directory) completes."""
+    with no traceback, each planted file costs at most one line, and every run completes (what
+    is not a file is moved aside, so nothing can block a run for ever)."""
     results = tmp_path / "results"
     args = ["epochs=1", "width=4", "progress=none", "device=cpu", "eval_test=false", f"results_dir={results}"]
     planted = {}
@@ -255,15 +255,13 @@ def test_odd_state_files_never_hang_or_crash_a_sweep(tmp_path):
     seeds = ",".join(str(s) for s in range(1, len(ODD_FILES) + 1))
     code, out, err = walign(tmp_path, "-m", f"seed={seeds}", *args, timeout=900)
     assert_clean(out, err)
-    blocked = next(d for d, what in planted.items() if what == ("directory", "metrics.jsonl"))
-    assert out.splitlines()[-1] == f"walign sweep: {len(ODD_FILES) - 1} complete, 1 failed: {blocked}", out
-    assert code != 0
+    assert out.splitlines()[-1] == f"walign sweep: {len(ODD_FILES)} complete", out
+    assert code == 0
     for directory, (kind, name) in planted.items():
         said = [line for line in (out + err).splitlines() if str(directory) in line
                 and not line.startswith(("complete:", "walign sweep:"))]
         assert len(said) <= 1, (kind, name, said)
-        if directory != blocked:
-            assert status(directory) == "complete" and epochs(directory) == [1], (kind, name)
+        assert status(directory) == "complete" and epochs(directory) == [1], (kind, name)
 
 
 def test_odd_state_files_in_a_single_run_are_one_line(tmp_path):
@@ -271,8 +269,6 @@ def test_odd_state_files_in_a_single_run_are_one_line(tmp_path):
     no traceback, the run complete, within the time bound."""
     procs = {}
     for kind, name in ODD_FILES:
-        if (kind, name) == ("directory", "metrics.jsonl"):
-            continue  # a file that cannot be written: the first round's one-line failure
         results = tmp_path / f"{kind}-{name}"
         args = [*FAST, "epochs=1", "progress=none", f"results_dir={results}"]
         directory = spec_of(results, *args).run_directory()
@@ -309,8 +305,10 @@ def test_report_lists_odd_files_and_does_not_hang(tmp_path):
     report = (out / "REPORT.md").read_text()
     for directory, (kind, name) in [*zip(dirs, cases), (dirs[6], ("huge", "summary.json"))]:
         rel = directory.relative_to(results)
-        assert len([line for line in report.splitlines() if line.startswith(f"- `{rel}/{name}`")]) == 1, \
-            (kind, name, report)
+        # damaged metrics.jsonl: the run's summary is not believed (walign.verdict), on its line
+        lines = [line for line in report.splitlines() if line.startswith(f"- `{rel}/summary.json`")]
+        assert len(lines) == 1, (kind, name, report)
+        assert name == "summary.json" or f"{directory / name}: " in lines[0], (kind, name, lines)
 
 
 # ----------------------------------------------------------------------------- 5. writes cannot be redirected

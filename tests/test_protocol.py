@@ -15,7 +15,7 @@ from walign.report.protocol import (Cell, SeedSpread, alignment_cell, best_accur
 
 PAPER = dict(dataset="cifar10", rule="normal", width=8, lr=1.0, seed=99, activation="relu", parameterization="ntk",
              optimizer="sgd", train_size=math.nan, variant="", status="complete", best_val_acc=0.5,
-             min_train_loss=math.nan, min_test_loss=math.nan, flag="", records=())
+             min_train_loss=math.nan, min_test_loss=math.nan, records=())
 
 
 def runs(*rows: dict) -> pd.DataFrame:
@@ -68,22 +68,16 @@ def test_best_accuracy_is_the_largest_in_percent_and_names_its_run():
     assert best_accuracy(table).diverged is False
 
 
-def test_best_accuracy_ties_go_to_the_first_run_and_flags_become_a_note():
-    table = runs({"best_val_acc": 0.2}, {"best_val_acc": 0.6, "flag": "epochs listed twice: 3"},
-                 {"best_val_acc": 0.6})
+def test_best_accuracy_ties_go_to_the_first_run():
+    table = runs({"best_val_acc": 0.2}, {"best_val_acc": 0.6}, {"best_val_acc": 0.6})
     cell = best_accuracy(table)
-    assert (cell.ours, cell.chosen, cell.note) == (60.0, "r1", "chosen run: epochs listed twice: 3")
+    assert (cell.ours, cell.chosen, cell.note) == (60.0, "r1", "")
 
 
 def test_a_cell_without_a_finite_value_says_how_many_runs_it_had():
     assert best_accuracy(runs({"best_val_acc": math.nan}, {"best_val_acc": math.nan})) == \
         Cell(None, False, "2 run(s), none with a finite value", "", ("r0", "r1"))
     assert best_accuracy(runs({}).iloc[:0]) == Cell()
-
-
-def test_a_run_table_without_a_flag_column_gives_no_note():
-    table = runs({"best_val_acc": 0.3}).drop(columns="flag")
-    assert best_accuracy(table).note == ""
 
 
 def test_min_loss_is_the_lowest_over_runs():
@@ -204,13 +198,12 @@ def test_without_the_scheduled_epoch_the_lr_then_the_latest_epoch_decide():
 
 
 def test_alignment_cell_reads_the_layer_and_says_how_it_bent_the_protocol():
-    table = runs(aligned({4: [0.11, 0.22, 0.33], 6: [0.5, 0.6, 0.7]}, lr=2.0, status="diverged",
-                         flag="epochs listed twice: 2"))
+    table = runs(aligned({4: [0.11, 0.22, 0.33], 6: [0.5, 0.6, 0.7]}, lr=2.0, status="diverged"))
     cell = alignment_cell(table, 2, 6, 2.0)
-    assert cell == Cell(0.6, True, "chosen run: epochs listed twice: 2", "r0", ("r0",))
+    assert cell == Cell(0.6, True, "", "r0", ("r0",))
     cell = alignment_cell(table, 3, 8, 5.0)
     assert cell.ours == 0.7
-    assert cell.note == "epoch 6 (scheduled 8 not scored); lr 2 (paper setting 5); chosen run: epochs listed twice: 2"
+    assert cell.note == "epoch 6 (scheduled 8 not scored); lr 2 (paper setting 5)"
     assert alignment_cell(table, 4, 6, 2.0).ours is None       # no fourth layer
     assert alignment_cell(table, 1, 4, 2.0).ours == 0.11
     assert alignment_cell(table, 1, 6, 2.0, score="kernel").ours == 0.0

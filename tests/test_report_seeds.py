@@ -121,7 +121,7 @@ def test_seed_spread_takes_the_lr_chosen_on_seed_99_only():
             (100, 5.0, 0.70), (101, 5.0, 0.70), (102, 1.0, 0.60), (103, 5.0, 0.70),   # other lrs: ignored
             (104, 2.0, 0.99), (103, 2.0, float("nan"))]                               # seed 104; no value
     found = pd.DataFrame([{"path": f"s{seed}-lr{lr:g}-{i}", "seed": float(seed), "lr": lr, "best_val_acc": acc,
-                           "status": "complete", "flag": ""} for i, (seed, lr, acc) in enumerate(rows)])
+                           "status": "complete"} for i, (seed, lr, acc) in enumerate(rows)])
     spread = protocol.seed_spread(found)
     assert spread.lr == 2.0
     assert spread.values == pytest.approx({99: 31.0, 100: 27.0, 101: 30.0, 102: 33.0, 103: 26.0})

@@ -138,12 +138,17 @@ def test_without_the_configuration_the_rule_declarations_decide_and_the_report_s
 def test_the_normal_report_has_no_variant_test_note(tmp_path):
     root = tmp_path / "results"
     write_run(root)
-    plugin = write_run(root, dataset="my_data", rule="my_rule", accs=[0.5])   # neither has a file in conf/
-    odd = write_run(root, dataset="my_data", rule="my_rule", lr=2, accs=[0.5], foo=1)
+    plugin = write_run(root, rule="my_rule", accs=[0.5])   # no file in conf/
+    odd = write_run(root, rule="my_rule", lr=2, accs=[0.5], foo=1)
     # my_rule is not registered in this process (a plugin not installed here): its options cannot be
     # judged, so they do not make its runs variants
     assert variant_of(root, plugin) == "" and variant_of(root, odd) == ""
-    assert "## Variant test" not in report(root, tmp_path / "out")
+    # a data set that is not registered here: its metrics cannot be summarised, so its runs cannot
+    # be believed (walign.verdict) and are listed, not used
+    foreign = write_run(root, dataset="my_data", rule="my_rule", accs=[0.5])
+    text = report(root, tmp_path / "out")
+    assert "## Variant test" not in text
+    assert f"- `{rel(root, foreign)}/summary.json`: is a run of dataset 'my_data', which is not registered here" in text
 
 
 # ----------------------------------------------------------------------------- rules beyond the paper

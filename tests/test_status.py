@@ -8,11 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 
 from walign import status, sweep_record
+from walign.datasets.splits import Data
+from walign.runs import run_dir
 from walign.status import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,10 +29,27 @@ def run(root: Path, name: str, rule: str = "normal") -> Path:
     return directory
 
 
-def summary(directory: Path, state: str, wall: float, **extra) -> None:
-    keys = {"status": state, "dataset": "embedded", "rule": "normal", "width": 4, "lr": 0.1, "seed": 0,
-            "epochs": 2, "epochs_done": 2, "wall_seconds": wall, **extra}
+def summary(directory: Path, state: str, wall: float, **extra) -> Path:
+    """summary.json as walign writes it, in ``directory``; returns the run's directory. A finished
+    run (complete, diverged) moves to the directory its values name, beside a metrics.jsonl that
+    gives its numbers, as walign.verdict requires of a finished run."""
+    identity = {"dataset": "embedded", "rule": directory.parent.name, "width": 4, "lr": 0.1, "epochs": 2,
+                "batch_size": 50, "seed": zlib.crc32(directory.name.encode()) % 1000, "activation": "relu",
+                "parameterization": "ntk", "optimizer": "sgd"}
+    keys = {"status": state, **identity, "epochs_done": 2, "wall_seconds": wall, **extra}
+    if state in ("complete", "diverged"):
+        directory.rmdir()
+        directory = directory.parent / run_dir("", identity).name
+        directory.mkdir()
+        records = [{"epoch": e, "train_loss": 0.1, "val_acc": 0.1 * e, "test_acc": 0.1, "seconds": 1.0} for e in (1, 2)]
+        (directory / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        keys.update(Data.summarize(records))
     (directory / "summary.json").write_text(json.dumps(keys))
+    return directory
+
+
+def rel(root: Path, directory: Path) -> str:
+    return directory.relative_to(root).as_posix()
 
 
 def claim(directory: Path, host: str, pid: int, age: float = 0.0, job=None) -> None:
@@ -51,8 +71,8 @@ def results(tmp_path):
     """One record of 8 runs (every state but queued), one run launched on its own, Hydra output
     that must be ignored, and a damaged record."""
     root = tmp_path / "results"
-    summary(run(root, "w4-complete"), "complete", 1800)
-    summary(run(root, "w4-diverged"), "diverged", 900)
+    listed = {"complete": summary(run(root, "w4-complete"), "complete", 1800),
+              "diverged": summary(run(root, "w4-diverged"), "diverged", 900)}
     failed = run(root, "w4-failed")
     summary(failed, "failed", 360, error="RuntimeError: boom")
     (failed / "error.log").write_text(TRACEBACK)
@@ -68,8 +88,8 @@ def results(tmp_path):
     summary(hydra, "complete", 99999)
     names = ["complete", "diverged", "failed", "garbled", "running", "stale", "dead", "never"]
     seconds = [100, 100, 100, 100, 3600, 1800, 900, 1800]  # unfinished: 8100 s = 2.25 h
-    sweep_record.write_record(root, "basic", [{"job": None, "runs": [f"embedded/normal/w4-{n}" for n in names],
-                                               "seconds": seconds}], command="main.py -m ...")
+    runs = [rel(root, listed[n]) if n in listed else f"embedded/normal/w4-{n}" for n in names]
+    sweep_record.write_record(root, "basic", [{"job": None, "runs": runs, "seconds": seconds}], command="main.py -m ...")
     (root / "sweeps" / "zz-damaged.json").write_text("[1, 2")
     return root
 
@@ -104,11 +124,12 @@ def test_counts_lines_and_gpu_hours(results, capsys):
     assert f"total: 9 runs under {results}" in lines
     assert lines.count("  failed: embedded/normal/w4-failed: RuntimeError: boom") == 2
     garbled = [line for line in lines
-               if line.startswith("  failed: embedded/normal/w4-garbled: summary.json unreadable")]
+               if line.startswith("  failed: embedded/normal/w4-garbled: summary.json not believed")]
     assert len(garbled) == 2 and "not valid JSON" in garbled[0]
     running = [line for line in lines if line.startswith("  running: embedded/normal/w4-running: ")]
     assert len(running) == 2
-    assert re.search(rf"host {re.escape(socket.gethostname())}, pid {os.getpid()}, heartbeat 1[2-9] s ago$", running[0])
+    assert re.search(rf": {re.escape(socket.gethostname())}, pid {os.getpid()}, since [^,]+, heartbeat 1[2-9] s ago$",
+                     running[0])
     assert "w4-ghost" not in out and "w4-stale" not in out and "SLURM" not in out
 
 
@@ -151,10 +172,9 @@ def fake(bin_dir: Path, name: str, output: str) -> None:
 
 
 def slurm_results(root: Path) -> None:
-    summary(run(root, "w4-a"), "complete", 720)
-    summary(run(root, "w4-b"), "complete", 720)
+    a, b = (rel(root, summary(run(root, name), "complete", 720)) for name in ("w4-a", "w4-b"))
     sweep_record.write_record(root, "slurm", [
-        {"job": "812_0", "runs": ["embedded/normal/w4-a", "embedded/normal/w4-b"], "seconds": [700, 700]},
+        {"job": "812_0", "runs": [a, b], "seconds": [700, 700]},
         {"job": "812_1", "runs": ["embedded/normal/w4-c"], "seconds": [1800]}], arrays=["812"], wait=False)
 
 
@@ -201,8 +221,9 @@ def test_watch_refreshes_until_ctrl_c(results, capsys, monkeypatch, tty):
 
 
 def test_checkpoint_name_matches_walign_checkpoint():
+    from walign import verdict
     from walign.checkpoint import CHECKPOINT
-    assert status.CHECKPOINT == CHECKPOINT
+    assert verdict.CHECKPOINT == CHECKPOINT
 
 
 def test_real_sweep(tmp_path):

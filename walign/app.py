@@ -6,7 +6,6 @@ config.yaml, metrics.jsonl, the checkpoints and summary.json (walign/runs.py has
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import traceback
@@ -24,58 +23,63 @@ from .interrupt import SIGNALS, DeferredSignals, signal_name
 from .machine import device_name
 from .progress import Progress
 from .rules import build_rule
-from .runs import (SUMMARY, Unreadable, WriteError, append_jsonl, json_line, read_metrics, read_summary, set_aside,
-                   strict, write_atomic, write_json)
+from .runs import (STATE_FILES, WriteError, append_jsonl, json_line, odd_kind, set_aside, write_atomic,
+                   write_json)
 from .spec import RunSpec
 from .train import TrainConfig, TrainState, train
-
-FINISHED = ("complete", "diverged")  # a rerun of a run with one of these statuses is skipped
-
+from .verdict import FINISHED, judge
 
 # ----------------------------------------------------------------------------- finished runs
-def belongs(summary: dict, spec: RunSpec, directory: Path) -> None:
-    """Unreadable unless a finished ``summary`` is this run's: its identifying values are the
-    run's, and its results are what the run's own metrics.jsonl gives (a summary copied from
-    another run, or one edited by hand, would otherwise mark this run done with another number)."""
-    path = directory / SUMMARY
-    identity = json.loads(json.dumps(strict(spec.identity()), default=str))  # as it reads back from JSON
-    identity["compute_precision"] = spec.precision
-    for key, value in identity.items():
-        found = summary.get(key, "fp32" if key == "compute_precision" else None)
-        if found != value:
-            raise Unreadable(path, f"is another run's ({key} is {found!r}, this run's {value!r})")
-    records, problems = read_metrics(directory)
-    if problems:
-        raise Unreadable(path, f"does not match the run's metrics ({problems[0]})")
-    expected = {"epochs_done": len(records), **spec.entry.summarize(records)}
-    for key, value in json.loads(json.dumps(strict(expected))).items():
-        if key in summary and summary[key] != value:  # (a summary from before a key existed lacks it)
-            raise Unreadable(path, f"says {key} {summary.get(key)!r}, but its metrics.jsonl gives {value!r}")
+def finished_summary(directory: Path, say=None) -> dict | None:
+    """The run's summary if walign.verdict finds it finished, else None ("run it").
+
+    With ``say`` (the caller holds the run's claim) a summary.json that is not believed is
+    renamed aside to summary.json.bad-<time> with one line saying why; without, it is only
+    judged, and left for the holder to deal with."""
+    verdict = judge(directory)
+    if verdict.problem is not None and say is not None:
+        try:
+            moved = f"moved it to {set_aside(verdict.problem.path).name}"
+        except FileNotFoundError:
+            return None  # set aside by another process meanwhile
+        except OSError as why:
+            raise WriteError(verdict.problem.path, why) from None
+        say(f"unreadable: {verdict.problem}; {moved}, running it again", flush=True)
+    return verdict.summary if verdict.finished else None
 
 
-def finished_summary(spec: RunSpec, directory: Path, say=None) -> dict | None:
-    """The run's summary if it is finished and is this run's, else None ("run it").
-
-    With ``say`` (the caller holds the run's claim) a summary that cannot be read or is not this
-    run's is renamed aside to summary.json.bad-<time> with one line saying why; without, it is
-    only judged, and left for the holder to deal with."""
-    try:
-        summary = read_summary(directory)
-        if summary is None or summary["status"] not in FINISHED:
-            return None
-        belongs(summary, spec, directory)
-        return summary
-    except Unreadable as err:
-        if say is not None:
+def clear_damaged(directory: Path, say) -> None:
+    """Anything but a regular file at a state file's name (a directory, a FIFO, a link) can only
+    be damage: renamed aside to <name>.bad-<time> with one line, so that it can never stop the
+    run from being written (a damaged summary.json is judged by walign.verdict instead)."""
+    for name in STATE_FILES:
+        path = directory / name
+        kind = odd_kind(path)
+        if kind is not None:
             try:
-                moved = f"moved it to {set_aside(err.path).name}"
+                aside = set_aside(path)
+            except FileNotFoundError:
+                continue
             except OSError as why:
-                raise WriteError(err.path, why) from None
-            say(f"unreadable: {err}; {moved}, running it again", flush=True)
-        return None
+                raise WriteError(path, why) from None
+            say(f"{path}: {kind}, not a file; moved it to {aside.name}", flush=True)
 
 
 # ----------------------------------------------------------------------------- a run
+def load_data(spec: RunSpec, device: torch.device):
+    """The run's data on ``device``; a data set whose loading raises (a plugin's bug, files that
+    turn out unreadable) is a ConfigError naming the data set, its module and the error's last line,
+    since every run of it would fail the same way."""
+    try:
+        return load(spec.dataset, device, **spec.loading, **spec.data_options)
+    except ConfigError:
+        raise
+    except Exception as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        last = f"{type(err).__name__}: {lines[-1]}" if lines else type(err).__name__
+        raise ConfigError(f"dataset {spec.dataset} ({spec.entry.__module__}) failed to load: {last}") from None
+
+
 def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
     """Run the run ``spec`` defines, resume it from its checkpoint, or find it already finished
     or running elsewhere; return its summary ({'status': 'running', ...} for the last)."""
@@ -85,18 +89,18 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
         say(f"already {done['status']}: {directory}", flush=True)
         return {**done, "run_dir": str(directory)}
 
-    def running(claim):
-        say(f"already running ({describe(claim)}): {directory}", flush=True)
+    def running(claim, age):
+        say(f"already running ({describe(claim, age)}): {directory}", flush=True)
         return {"status": "running", "run_dir": str(directory), "holder": claim}
 
-    if done := finished_summary(spec, directory):
+    if done := finished_summary(directory):
         return already(done)
     device = spec.check_environment()
-    if (claim := holder(directory, say)) is not None:  # cheap early answer; the claim below decides
-        return running(claim)
+    if (held := holder(directory, say)) is not None:  # cheap early answer; the claim below decides
+        return running(*held)
     if device.type == "cpu":
         keep_freed_memory()  # each step reuses the pages of the last (walign/allocator.py)
-    data = load(spec.dataset, device, **spec.loading, **spec.data_options)
+    data = load_data(spec, device)
     if spec.resolved_batch_size() > len(data.train):
         raise ConfigError(f"batch_size {spec.resolved_batch_size()} exceeds the {len(data.train)} training examples")
     if directory.is_symlink():
@@ -107,11 +111,12 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
         raise WriteError(directory, err) from None
     try:
         with Claim(directory, say) as claim:
-            if done := finished_summary(spec, directory, say):  # finished while we waited? a bad file goes aside
+            if done := finished_summary(directory, say):  # finished while we waited? a bad file goes aside
                 return already(done)
+            clear_damaged(directory, say)
             return Run(spec, data, directory, device, say, claim.release).execute(config_yaml)
     except AlreadyRunning as err:
-        return running(err.holder)
+        return running(err.holder, err.age)
 
 
 class Run:
@@ -121,6 +126,7 @@ class Run:
                  release_claim=lambda: None):
         self.spec, self.data, self.directory, self.device, self.say = spec, data, directory, device, say
         self.release_claim = release_claim
+        self.signals: DeferredSignals | None = None  # while training
         self.ckpt_path = directory / checkpoint.CHECKPOINT
         self.batch_size, self.identity = spec.resolved_batch_size(), spec.identity()
         self.cfg = TrainConfig(spec.epochs, spec.lr, self.batch_size, spec.optimizer, spec.seed, spec.eval_test,
@@ -151,20 +157,24 @@ class Run:
     def execute(self, config_yaml: str) -> dict:
         """Train to the end (or to a stop signal) and write the summary."""
         in_effect = precision.configure(self.spec.precision, self.device, getattr(self.data, "dtype", torch.float32))
-        self.state, resume = self.resume()
-        if resume is not None:
-            within = resume.within_epoch
-            self.say(f"{self.directory}: resuming after epoch {resume.epoch}"
-                     + (f", step {within['step']}" if within else ""), flush=True)
-        self.records = list(resume.records) if resume else []
-        self.earlier_seconds = resume.wall_seconds if resume else 0.0
-        write_atomic(self.directory / "config.yaml", config_yaml)
-        # metrics.jsonl holds exactly the checkpointed epochs (a kill may have left one more line)
-        write_atomic(self.directory / "metrics.jsonl", "".join(json_line(r) for r in self.records))
         summary = {"status": "running", **self.identity, "compute_precision": self.spec.precision,
                    "compile": self.spec.compile,
                    **{k: v for k, v in in_effect.items() if k != "precision"},
                    "run_dir": str(self.directory), "device": device_name(self.device), "walign_version": __version__}
+        write_atomic(self.directory / "config.yaml", config_yaml)
+        self.records, self.earlier_seconds, self.started = [], 0.0, time.time()
+        try:
+            self.state, resume = self.resume()
+        except Exception as err:  # the network cannot be built here (out of memory, a plugin's error)
+            summary.update(self.failure(err))
+            return self.finish(summary, None)
+        if resume is not None:
+            within = resume.within_epoch
+            self.say(f"{self.directory}: resuming after epoch {resume.epoch}"
+                     + (f", step {within['step']}" if within else ""), flush=True)
+            self.records, self.earlier_seconds = list(resume.records), resume.wall_seconds
+        # metrics.jsonl holds exactly the checkpointed epochs (a kill may have left one more line)
+        write_atomic(self.directory / "metrics.jsonl", "".join(json_line(r) for r in self.records))
         self.started = time.time()
         self.progress = Progress(self.spec.progress, self.spec.epochs * self.data.train.num_batches(self.batch_size),
                                  f"{self.spec.rule} w{self.spec.width} lr{self.spec.lr:g}")
@@ -184,11 +194,15 @@ class Run:
         except Exception as err:
             if self.signals.obeying:  # raised by the stop signal's own handler (submitit giving up a requeue)
                 raise
-            write_atomic(self.directory / "error.log", traceback.format_exc())
-            return {"status": "failed", "epochs_done": len(self.records),
-                    "error": f"{type(err).__name__}: {err}".splitlines()[0]}
+            return self.failure(err)
         finally:
             self.progress.close()
+
+    def failure(self, err: Exception) -> dict:
+        """A failed run's summary values; its traceback goes to error.log."""
+        write_atomic(self.directory / "error.log", traceback.format_exc())
+        return {"status": "failed", "epochs_done": len(self.records),
+                "error": f"{type(err).__name__}: {err}".splitlines()[0]}
 
     def finish(self, summary: dict, resume: checkpoint.Checkpoint | None) -> dict:
         """Write summary.json, drop the checkpoint of a finished run, and obey a late stop signal."""
@@ -201,7 +215,7 @@ class Run:
         write_json(self.directory / "summary.json", summary)
         if summary["status"] in FINISHED and not self.spec.keep_checkpoint:
             checkpoint.remove(self.ckpt_path)
-        if self.signals.pending is not None:  # a signal that came after the last step: the run is saved
+        if self.signals is not None and self.signals.pending is not None:  # came after the last step: saved
             self.release_claim()
             self.say(f"{self.directory}: stopped after the run's last step; the run is finished", flush=True)
             self.signals.obey()  # ends the process, and a sweep with it

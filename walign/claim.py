@@ -8,16 +8,24 @@ While the run lives, a background thread touches the file every ``HEARTBEAT`` se
 
 A claim whose holder is gone is taken over, with a line saying so:
 
-* on the same host, when its pid no longer exists (a killed run);
-* anywhere, when its heartbeat (the file's mtime) is older than ``STALE_AFTER`` seconds (a node
-  that died or lost the file system);
+* on the same host, when its pid no longer exists (a killed run), or now belongs to another
+  process (the claim records when its process started, and a reused pid started later);
+* on another host, when its heartbeat (the file's mtime) is older than ``STALE_AFTER`` seconds
+  (a node that died or lost the file system);
 * at once, when the claimant is the same SLURM job (a requeued job resuming its own run).
+
+On the same host, the holder's own process alive is proof enough, whatever its heartbeat says:
+a process that is stopped (SIGSTOP, ``scontrol suspend``), on a machine that slept, or after a
+clock step beats no more, yet it will go on training when it resumes, and a relaunch that took
+its run would train it beside it. Such a relaunch says the run is running, with the heartbeat's
+age and "suspended?", and trains nothing. (A claim written by a walign too old to record the start
+time, or on a system without /proc, falls back to the heartbeat rule.)
 
 Taking over renames the stale file to a private name first, so of two processes that find the
 same stale claim only one wins; a process that renamed away a claim that was not the one it
 judged (it was replaced meanwhile) puts it back. Whatever else stands at the claim's name (a
-directory, a FIFO) is a damaged claim: it is never read, and taking over renames it to
-``claim.json.bad-<time>``.
+directory, a FIFO, a link) is a damaged claim: it is never read, and taking over renames it to
+``claim.json.bad-<time>``, with one line.
 
 Clocks. A heartbeat more than ``CLOCK_SKEW`` seconds in the future (a node whose clock runs ahead,
 or a touched file) says nothing about how long ago its holder was alive, so it would block the run
@@ -36,7 +44,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .runs import Unreadable, WriteError, loads_strict, read_bytes, set_aside
+from .runs import Unreadable, WriteError, loads_strict, odd_kind, read_bytes, set_aside
 
 CLAIM = "claim.json"
 HEARTBEAT = 30.0       # seconds between touches of a live claim
@@ -46,11 +54,11 @@ CLOCK_SKEW = 300.0     # a heartbeat further than this in the future is re-dated
 
 
 class AlreadyRunning(Exception):
-    """The run is claimed by a live process; ``holder`` is its claim."""
+    """The run is claimed by a live process; ``holder`` is its claim, ``age`` its heartbeat's age."""
 
-    def __init__(self, holder: dict):
-        self.holder = holder
-        super().__init__(describe(holder))
+    def __init__(self, holder: dict, age: float | None = None):
+        self.holder, self.age = holder, age
+        super().__init__(describe(holder, age))
 
 
 def slurm_job() -> str | None:
@@ -61,9 +69,26 @@ def slurm_job() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or None
 
 
-def describe(holder: dict) -> str:
+def describe(holder: dict, age: float | None = None) -> str:
+    """'host, pid N[, SLURM job J], since T[, heartbeat S s ago[, suspended?]]'."""
     job = f", SLURM job {holder['slurm_job']}" if holder.get("slurm_job") else ""
-    return f"{holder.get('host', '?')}, pid {holder.get('pid', '?')}{job}, since {holder.get('since', '?')}"
+    text = f"{holder.get('host', '?')}, pid {holder.get('pid', '?')}{job}, since {holder.get('since', '?')}"
+    if age is not None:
+        text += f", heartbeat {age:.0f} s ago" if age >= 0 else f", heartbeat {-age:.0f} s in the future"
+        if age > STALE_AFTER:  # a live holder that has not beaten (see the module docstring)
+            text += ": alive but silent, suspended?"
+    return text
+
+
+def process_start(pid) -> str | None:
+    """When process ``pid`` started, as '<boot id>/<clock ticks after boot>' from Linux's /proc,
+    which no other process can share; None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{fields[19]}"  # field 22, starttime (the fields after the name begin at 3)
+    except (OSError, ValueError, TypeError, IndexError):
+        return None
 
 
 def _pid_alive(pid) -> bool:
@@ -101,8 +126,14 @@ def stale_reason(claim: dict, age: float, me: dict) -> str | None:
         return "its claim file is empty or damaged" if age > UNWRITTEN_GRACE else None
     if me["slurm_job"] and claim.get("slurm_job") == me["slurm_job"]:
         return f"SLURM job {me['slurm_job']} was requeued"
-    if claim.get("host") == me["host"] and not _pid_alive(claim.get("pid")):
-        return f"pid {claim.get('pid')} no longer runs on {me['host']}"
+    if claim.get("host") == me["host"]:
+        pid = claim.get("pid")
+        if not _pid_alive(pid):
+            return f"pid {pid} no longer runs on {me['host']}"
+        started, now = claim.get("started"), process_start(pid)
+        if started is not None and now is not None:
+            # the same process, alive: it holds the run however old its heartbeat (module docstring)
+            return None if now == started else f"pid {pid} on {me['host']} is now another process"
     if age > STALE_AFTER:
         return f"no heartbeat for {age / 60:.0f} minutes"
     return None
@@ -123,16 +154,17 @@ def _redate_future(path: Path, age: float | None, say) -> float | None:
     return 0.0
 
 
-def holder(directory: Path, say=print) -> dict | None:
-    """The claim of a process that may still be running the run in ``directory``, or None (as
-    ``Claim`` judges it from this process: a requeued SLURM job's own claim is not a holder)."""
+def holder(directory: Path, say=print) -> tuple[dict, float] | None:
+    """(claim, heartbeat age) of a process that may still be running the run in ``directory``,
+    or None (as ``Claim`` judges it from this process: a requeued SLURM job's own claim is not a
+    holder)."""
     path = Path(directory) / CLAIM
     claim, age = _read(path)
     if claim is None:
         return None
     age = _redate_future(path, age, say)
     me = {"host": socket.gethostname(), "slurm_job": slurm_job()}
-    return None if stale_reason(claim, age, me) else claim
+    return None if stale_reason(claim, age, me) else (claim, age)
 
 
 class Claim:
@@ -141,8 +173,9 @@ class Claim:
     def __init__(self, directory: Path, say=print):
         self.path = Path(directory) / CLAIM
         self.say = say
-        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": slurm_job(),
-                   "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "token": uuid.uuid4().hex}
+        self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start(os.getpid()),
+                   "slurm_job": slurm_job(), "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                   "token": uuid.uuid4().hex}
         self._stop = threading.Event()
         self._thread = None
 
@@ -168,9 +201,11 @@ class Claim:
                 if not claim:  # being written right now by its creator
                     time.sleep(0.2)
                     continue
-                raise AlreadyRunning(claim)
-            if self._take_over(claim):
+                raise AlreadyRunning(claim, age)
+            kind = None if claim else odd_kind(self.path)
+            if (kept := self._take_over(claim)) is not False:
                 who = describe(claim) if claim else "unknown"
+                reason = f"{CLAIM} is {kind}, not a file; moved it to {kept}" if kind and kept else reason
                 self.say(f"{self.path.parent}: taking over the claim of {who}: {reason}", flush=True)
         raise AlreadyRunning(_read(self.path)[0] or {})
 
@@ -191,8 +226,10 @@ class Claim:
             raise WriteError(self.path, err) from None
         return True
 
-    def _take_over(self, judged: dict) -> bool:
-        """Move the stale claim out of the way; False if another process got there first."""
+    def _take_over(self, judged: dict) -> str | None | bool:
+        """Move the stale claim out of the way; False if another process got there first. A
+        claim that is not a regular file (a directory, a FIFO, a link: damage) is kept as
+        claim.json.bad-<time>, whose name is returned; a claim file is removed (None)."""
         aside = self.path.with_name(f".{CLAIM}.stale-{self.me['token']}")
         try:
             os.rename(self.path, aside)
@@ -206,11 +243,10 @@ class Claim:
                 pass
             aside.unlink(missing_ok=True)
             return False
-        try:
-            aside.unlink(missing_ok=True)
-        except OSError:  # a directory stood at the claim's name: keep it, under a name that says so
-            set_aside(aside, CLAIM)
-        return True
+        if odd_kind(aside):
+            return set_aside(aside, CLAIM).name
+        aside.unlink(missing_ok=True)
+        return None
 
     def _ours(self) -> bool:
         claim, _ = _read(self.path)

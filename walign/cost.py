@@ -170,7 +170,10 @@ def cnn_run_cost(spec, shape) -> dict:
             spec.width, arch, shape.channels, shape.image_size, options.get("iterations", 100),
             options.get("probes", 100), bool(options.get("permuted", False)), options.get("score_layers"),
             options.get("score_strides"))
-    return _whole_run(step, steps, train, evaluation, alignment, epochs)
+    weights = sum(KERNEL_TAPS * c_in * c_out for c_in, c_out, _, _ in conv_layers(arch, spec.width, shape.channels,
+                                                                                    shape.image_size))
+    weights += spec.width * shape.classes
+    return {**_whole_run(step, steps, train, evaluation, alignment, epochs), "weight_bytes": 4 * weights}
 
 
 def rnn_run_cost(spec) -> dict:
@@ -182,7 +185,8 @@ def rnn_run_cost(spec) -> dict:
     steps = train_size // batch
     batches = (sequences - train_size) // batch + train_size // batch
     evaluation = batches * rnn_forward_flops(spec.width, batch, length)
-    return _whole_run(step, steps, steps * step, evaluation, 0, spec.epochs)
+    weight_bytes = (8 if data.get("precision", "float64") == "float64" else 4) * (spec.width ** 2 + 2 * spec.width)
+    return {**_whole_run(step, steps, steps * step, evaluation, 0, spec.epochs), "weight_bytes": weight_bytes}
 
 
 def _whole_run(step, steps, train, evaluation, alignment, epochs) -> dict:
@@ -192,14 +196,21 @@ def _whole_run(step, steps, train, evaluation, alignment, epochs) -> dict:
 
 def run_cost(spec) -> dict:
     """FLOPs of the whole run a ``walign.spec.RunSpec`` describes: ``step`` (one full-batch step),
-    ``steps_per_epoch``, ``train``, ``evaluation``, ``alignment`` and ``total``. Each data set's
+    ``steps_per_epoch``, ``train``, ``evaluation``, ``alignment`` and ``total``; and
+    ``weight_bytes``, the size of the network's weights (conv kernels and head, or the RNN's
+    recurrent, input and readout weights; biases and batch-norm values left out). Each data set's
     entry knows how its model family is costed (``DataSet.flops``)."""
     return spec.entry.flops(spec)
 
 
 def run_flops(spec) -> float:
-    """Total convolution and matmul FLOPs of the run ``spec`` (a walign.spec.RunSpec)."""
-    return float(run_cost(spec)["total"])
+    """Total convolution and matmul FLOPs of the run ``spec`` (a walign.spec.RunSpec); 0 for a
+    data set that cannot say (a plugin without ``shape`` or ``flops``): its runs are then
+    estimated at the fixed per-run overhead alone."""
+    try:
+        return float(run_cost(spec)["total"])
+    except NotImplementedError:
+        return 0.0
 
 
 def format_flops(x: float) -> str:

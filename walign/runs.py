@@ -27,15 +27,14 @@ import stat
 import time
 from pathlib import Path
 
+from . import limits
+
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 STATUSES = ("complete", "diverged", "failed")
 # keys every summary.json walign writes has, with the type each must have
 SUMMARY_KEYS = {"status": str, "dataset": str, "rule": str, "width": int, "lr": (int, float), "seed": int,
                 "epochs": int, "epochs_done": int}
-# the values a real run can have: anything else (a width of 1e30) is not a run's summary
-SUMMARY_RANGES = {"width": (1, 2**20), "epochs": (1, 10**7), "epochs_done": (0, 10**7),
-                  "lr": (1e-12, 1e6), "seed": (0, 2**32 - 1)}
 # the keys of a summary.json besides the run's identity (and compute_precision, which identifies
 # a run except at its default fp32) and its results: what the run did and where. Each data set
 # declares its result keys (walign.datasets: DataSet.summary_keys); the report tells identity from
@@ -153,6 +152,27 @@ KIND = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a s
 MAX_STATE_BYTES = 64 * 2**20   # summary.json, claim.json, metrics.jsonl: far above what a run writes
 
 
+# a folder holding any of these is a run directory (walign status and walign-report find runs by them)
+RUN_MARKERS = (SUMMARY, METRICS, "config.yaml", "checkpoint.pt", "claim.json", "error.log")
+# files a run rewrites from the start whatever stood there (summary.json is judged by
+# walign.verdict, checkpoint.pt by walign.checkpoint, claim.json by walign.claim)
+STATE_FILES = ("config.yaml", METRICS, "error.log")
+
+
+def odd_kind(path: Path) -> str | None:
+    """What stands at ``path`` if it is neither absent nor a regular file ('a directory', 'a
+    symbolic link', ...), else None. Never follows a link, never opens anything."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    if stat.S_ISREG(mode):
+        return None
+    return "a symbolic link" if stat.S_ISLNK(mode) else KIND.get(stat.S_IFMT(mode), "not a regular file")
+
+
 def read_bytes(path: Path, limit: int = MAX_STATE_BYTES) -> bytes | None:
     """The file's bytes, None if it does not exist; Unreadable for a link, anything that is not
     a regular file (a directory, a FIFO: opened without blocking, never read), a file larger than
@@ -204,12 +224,9 @@ def check_summary(summary, path) -> dict:
             raise Unreadable(path, f"{key} is {value!r}")
     if summary["status"] not in STATUSES:
         raise Unreadable(path, f"unknown status {summary['status']!r}")
-    for key, (low, high) in SUMMARY_RANGES.items():
-        value = summary[key]
-        if not math.isfinite(value):
-            raise Unreadable(path, f"{key} is {value!r}")
-        if not low <= value <= high:
-            raise Unreadable(path, f"{key} is {value!r}, outside {low:g}..{high:g}")
+    for key in limits.RANGES:  # the ranges a launch is checked with: a run launch accepts reads back
+        if key in summary and (wrong := limits.problem(key, summary[key])):
+            raise Unreadable(path, f"{key} {wrong}")
     if summary["epochs_done"] > summary["epochs"]:
         raise Unreadable(path, f"epochs_done {summary['epochs_done']} exceeds epochs {summary['epochs']}")
     return summary

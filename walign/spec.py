@@ -7,7 +7,6 @@ here too, so main, the sweeper, the SLURM launcher, ``walign status`` and the re
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from .compiled import check_compiler
 from .configs import register_configs
 from .datasets import DATASETS, DataSet
+from . import limits
 from .errors import ConfigError
 from .machine import check_results_dir, parse_device, resolve_device
 from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS
@@ -23,7 +23,7 @@ from .precision import PRECISIONS
 from .rules import RULES, rules_for
 from .rules.options import resolve as resolve_rule_options
 from .runs import run_dir
-from .train import NUMPY_SEEDS, OPTIMIZERS
+from .train import OPTIMIZERS
 
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
 
@@ -90,7 +90,9 @@ class RunSpec:
         optimizer = c.get("optimizer", "auto")
         if optimizer == "auto":
             optimizer = "adam" if c.get("parameterization") == "standard" else "sgd"
-        lr = float(c["lr"]) if _is_int(c["lr"]) else c["lr"]  # lr=5 and lr=5.0 are the same run (and directory)
+        lr = c["lr"]
+        if _is_int(lr) and abs(lr) <= 2**64:  # lr=5 and lr=5.0 are the same run (and directory)
+            lr = float(lr)
         spec = cls(
             dataset=entry.name, rule=name, width=c["width"], lr=lr, epochs=c["epochs"],
             batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"], arch=str(c.get("arch", "auto")),
@@ -119,14 +121,11 @@ class RunSpec:
         self._validate(entry)
 
     def _validate(self, entry: type[DataSet]) -> None:
-        _need(_is_int(self.width) and self.width > 0, f"width must be a positive integer, got {self.width!r}")
-        _need(isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
-              and self.lr > 0, f"lr must be a finite positive number, got {self.lr!r}")
-        _need(_is_int(self.epochs) and self.epochs > 0, f"epochs must be a positive integer, got {self.epochs!r}")
-        _need(self.batch_size is None or (_is_int(self.batch_size) and self.batch_size > 0),
-              f"batch_size must be a positive integer, got {self.batch_size!r}")
-        _need(_is_int(self.seed) and 0 <= self.seed < NUMPY_SEEDS,
-              f"seed must be an integer in 0..{NUMPY_SEEDS - 1} (numpy's seed range), got {self.seed!r}")
+        for key in ("width", "lr", "epochs", "seed"):  # the ranges summary.json is read back with (walign.limits)
+            wrong = limits.problem(key, getattr(self, key))
+            _need(wrong is None, f"{key} {wrong}")
+        _need(self.batch_size is None or limits.problem("batch_size", self.batch_size) is None,
+              f"batch_size {limits.problem('batch_size', self.batch_size)} (or null: the data set's own)")
         self._validate_choices()
         entry.check(self.loading, self.data_options)
         examples = entry.train_examples(self.data_options)
@@ -141,6 +140,19 @@ class RunSpec:
         _need(self.results_dir.strip() != "", "results_dir is empty; give the directory run folders go under "
               "(default: results)")
         parse_device(self.device)
+        self._validate_size()
+
+    def _validate_size(self) -> None:
+        """A width whose network could fit in no machine's memory is refused here, in one line,
+        instead of failing in torch's allocator after the run directory was made."""
+        from .cost import run_cost
+        try:
+            weight_bytes = run_cost(self).get("weight_bytes")
+        except NotImplementedError:  # a plugin data set that does not say what its runs cost
+            return
+        _need(weight_bytes is None or weight_bytes <= limits.MAX_WEIGHT_BYTES,
+              f"width {self.width} gives {self.dataset}'s network {weight_bytes / 2**30:.0f} GiB of weights, more "
+              f"than any machine's memory (at most {limits.MAX_WEIGHT_BYTES / 2**30:.0f} GiB)")
 
     def _validate_choices(self) -> None:
         """The values that must be one of a list, and the flags that must be true or false."""
@@ -150,8 +162,8 @@ class RunSpec:
             value = getattr(self, key)
             _need(value in valid or (auto and value == "auto"),
                   f"{key} must be {'auto or ' if auto else ''}one of {', '.join(valid)}, got {value!r}")
-        _need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
-              f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
+        wrong = limits.problem("checkpoint_every", self.checkpoint_every)
+        _need(wrong is None, f"checkpoint_every {wrong} (0: no checkpoints)")
         for key in ("eval_test", "keep_checkpoint", "compile"):
             _need(isinstance(getattr(self, key), bool), f"{key} must be true or false, got {getattr(self, key)!r}")
 

@@ -5,20 +5,23 @@ This command answers from the files alone: one block per sweep record (walign.sw
 oldest first), then a total over every run directory found (runs launched one at a time count
 in the total only; the total also holds the records' runs that have no directory yet).
 
-A run is, in this order: its summary.json's status (complete | diverged | failed; a summary that
-cannot be read counts as failed, with the reason); running, when claim.json is fresh (its
-heartbeat younger than walign.claim.STALE_AFTER and, on this host, its pid alive: the judgement
-walign.claim.stale_reason makes); queued, when its record's SLURM task is in the queue;
-interrupted, when a checkpoint.pt is there (started, stopped, resumes on the next launch); else
-not started. A failed run is shown with its failing line: the last non-empty line of error.log,
-which for a Python traceback is the exception ("RuntimeError: boom"), else summary["error"].
+A run is what walign.verdict.judge finds in its directory, the judgement main.py's relaunch, the
+sweep and walign-report make too: complete, diverged or failed (a summary.json that is not
+believed counts as failed, with the reason, and the next launch runs it again); otherwise running,
+when its claim holds (walign.claim.stale_reason: on this host its own process alive, elsewhere a
+heartbeat younger than walign.claim.STALE_AFTER); queued, when its record's SLURM task is in the
+queue; else interrupted (a checkpoint.pt to resume from) or not started. A failed run is shown
+with its failing line: the last non-empty line of error.log, which for a Python traceback is the
+exception ("RuntimeError: boom"), else summary["error"].
 
 GPU-hours done are the wall_seconds of finished runs; left, the records' estimated seconds
 (walign.packing) of unfinished runs, counting a running run in full.
 
 Status only reads: claims are read with walign.claim._read, never through ``holder`` or ``Claim``,
 which may re-date or take over a claim. It reports and does not judge: exit 0 with failed runs,
-2 for a usage mistake or a results directory that cannot be read.
+2 for a usage mistake or a results directory that cannot be read. Judging a finished run needs
+its data set's entry (to summarise metrics.jsonl): a data set from a plugin module that is not
+installed is named with ``--module``.
 """
 from __future__ import annotations
 
@@ -36,16 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import sweep_record
-from .claim import CLAIM, _read as read_claim, stale_reason
-from .runs import METRICS, SUMMARY, Unreadable, read_bytes, read_summary
+from .claim import CLAIM, _read as read_claim, describe, stale_reason
+from .runs import RUN_MARKERS, SUMMARY, Unreadable, read_bytes
+from .verdict import judge
 
 PROG = "walign"
-CHECKPOINT = "checkpoint.pt"  # walign.checkpoint.CHECKPOINT, not imported: that module loads torch
 ERROR_LOG = "error.log"
-MARKERS = {SUMMARY, CLAIM, CHECKPOINT, METRICS, "config.yaml", ERROR_LOG}  # any of them: a run directory
+MARKERS = set(RUN_MARKERS)  # any of them: a run directory
 STATES = ("complete", "diverged", "failed", "running", "queued", "interrupted", "not started")
 FINISHED = STATES[:3]
 CLEAR = "\x1b[H\x1b[2J"
+MAX_WATCH = 86400  # seconds between two prints of --watch: a day (time.sleep overflows far above)
 
 
 @dataclass
@@ -97,30 +101,21 @@ def error_line(directory: Path, summary: dict) -> str:
     return clean(lines[-1] if lines else summary.get("error") or f"no {ERROR_LOG}")
 
 
-def holder_text(claim: dict, age: float) -> str:
-    job = f", SLURM job {clean(claim['slurm_job'], 40)}" if claim.get("slurm_job") else ""
-    beat = f"heartbeat {age:.0f} s ago" if age >= 0 else f"heartbeat {-age:.0f} s in the future"
-    return f"host {clean(claim.get('host', '?'), 80)}, pid {clean(claim.get('pid', '?'), 20)}{job}, {beat}"
-
-
 def classify(root: Path, rel: str, queued: dict[str, str], host: str) -> Run:
     """What the run in ``root / rel`` is (the order is in the module docstring)."""
     directory = root / rel
-    try:
-        summary = read_summary(directory)
-    except Unreadable as err:
-        return Run(rel, "failed", clean(f"{SUMMARY} unreadable: {err.reason}"))
-    if summary is not None:
-        detail = error_line(directory, summary) if summary["status"] == "failed" else ""
-        return Run(rel, summary["status"], detail, seconds_of(summary.get("wall_seconds")))
+    verdict = judge(directory)
+    if verdict.problem is not None:
+        return Run(rel, "failed", clean(f"{SUMMARY} not believed: {verdict.problem.reason}"))
+    if verdict.summary is not None:
+        detail = error_line(directory, verdict.summary) if verdict.state == "failed" else ""
+        return Run(rel, verdict.state, detail, seconds_of(verdict.summary.get("wall_seconds")))
     claim, age = read_claim(directory / CLAIM)
     if claim is not None and stale_reason(claim, age, {"host": host, "slurm_job": None}) is None:
-        return Run(rel, "running", holder_text(claim, age))
+        return Run(rel, "running", clean(describe(claim, age), 400))
     if rel in queued:
         return Run(rel, "queued", f"SLURM job {queued[rel]}")
-    if os.path.lexists(directory / CHECKPOINT):
-        return Run(rel, "interrupted")
-    return Run(rel, "not started")
+    return Run(rel, verdict.state)
 
 
 def record_runs(record: dict) -> dict[str, tuple[str | None, float | None]]:
@@ -234,8 +229,22 @@ def parser() -> Parser:
     status.add_argument("results_dir", metavar="RESULTS_DIR", nargs="?", default="results",
                         help="the results directory (default: results)")
     status.add_argument("--watch", metavar="SECONDS", nargs="?", type=float, const=10.0, default=None,
-                        help="print again every SECONDS (default 10) until Ctrl-C")
+                        help=f"print again every SECONDS (default 10, at most {MAX_WATCH}) until Ctrl-C")
+    status.add_argument("--module", metavar="NAME", action="append", default=[],
+                        help="import the plugin module NAME first (as +dataset_module=NAME did for the runs), "
+                             "so that runs of its data sets can be judged. Repeatable")
     return p
+
+
+def import_modules(names: list[str], error) -> None:
+    """Import the plugin modules given with --module; ``error`` (one line, exit 2) if one fails."""
+    from .errors import ConfigError
+    from .plugins import import_user_module
+    for name in names:
+        try:
+            import_user_module(name, "--module")
+        except ConfigError as err:
+            error(str(err))
 
 
 def unusable(root: Path) -> str | None:
@@ -254,8 +263,9 @@ def unusable(root: Path) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if args.watch is not None and not (math.isfinite(args.watch) and args.watch > 0):
-        p.error(f"--watch wants a positive number of seconds, not {args.watch:g}")
+    if args.watch is not None and not (math.isfinite(args.watch) and 0 < args.watch <= MAX_WATCH):
+        p.error(f"--watch wants a number of seconds above 0 and at most {MAX_WATCH} (a day), not {args.watch:g}")
+    import_modules(args.module, p.error)
     root = Path(args.results_dir)
     problem = unusable(root)
     if problem:

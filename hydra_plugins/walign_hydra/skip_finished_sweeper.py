@@ -2,7 +2,9 @@
 tally (see the package docstring)."""
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -23,6 +25,8 @@ class _LaunchUnfinished:
     def __init__(self, launcher, hydra_context, config):
         self.launcher, self.hydra_context, self.config = launcher, hydra_context, config
         self.outcomes: dict[str, list[str]] = {}   # status -> run directories
+        self.records: list = []                    # sweep records this launch wrote
+        self.fresh: list = []                      # run directories that did not exist before this launch
         self.specs: dict[tuple, object] = {}        # a run's overrides -> its checked RunSpec
         self.directories: dict[tuple, str] = {}    # a run's overrides -> its run directory
 
@@ -73,7 +77,7 @@ class _LaunchUnfinished:
             if spec.results_dir not in in_queue:
                 in_queue[spec.results_dir] = queued_runs(spec.results_dir)
             # an unreadable summary is reported (and set aside) once, by the run that redoes it
-            if finished_summary(spec, directory):
+            if finished_summary(directory):
                 finished += 1
             elif holder(directory) is not None:
                 running += 1
@@ -82,6 +86,8 @@ class _LaunchUnfinished:
             else:
                 todo.append(overrides)
                 flops += run_flops(spec)
+                if not directory.exists():
+                    self.fresh.append(directory)
         return todo, finished, running, queued, flops
 
     def record(self, todo: Sequence[Sequence[str]]) -> None:
@@ -97,7 +103,7 @@ class _LaunchUnfinished:
         launcher = "local" if "Local" in name else "basic"
         for results_dir, specs in by_dir.items():
             task = task_entry(None, specs, [estimate_seconds(s) for s in specs])
-            try_write_record(results_dir, launcher, [task], " ".join(sys.argv), [], True)
+            self.records.append(try_write_record(results_dir, launcher, [task], " ".join(sys.argv), [], True))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         from walign.cost import format_flops
@@ -137,6 +143,23 @@ class _LaunchUnfinished:
         return bool(failed)
 
 
+def _remove_traces(sweep_dir: Path, records: list, existed: set) -> None:
+    """Undo the bookkeeping of a sweep that stopped before any run wrote anything: Hydra's
+    folder for this sweep, the sweep records it wrote, and the folders made only for them."""
+    shutil.rmtree(sweep_dir, ignore_errors=True)
+    for record in records:
+        if record is not None:
+            Path(record).unlink(missing_ok=True)
+    for folder in [sweep_dir.parent, sweep_dir.parent.parent, *{Path(r).parent for r in records if r is not None}]:
+        for path in (folder, *folder.parents):
+            if path in existed:
+                break
+            try:
+                path.rmdir()  # only if empty
+            except OSError:
+                break
+
+
 class SkipFinishedSweeper(BasicSweeper):
     def setup(self, *, hydra_context, task_function, config) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
@@ -149,7 +172,16 @@ class SkipFinishedSweeper(BasicSweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
         self.launcher.check([job for batch in self.split_arguments(overrides, None) for job in batch])
-        returns = super().sweep(arguments)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
+        existed = {path for path in (sweep_dir, *sweep_dir.parents) if path.exists()}
+        try:
+            returns = super().sweep(arguments)
+        except SystemExit as stop:
+            # a run found a mistake that holds for the whole sweep (walign.app: data that will not
+            # load) and said so in one line: if no run has written anything yet, leave nothing
+            if stop.code == 2 and not any(d.exists() for d in self.launcher.fresh):
+                _remove_traces(sweep_dir, self.launcher.records, existed)
+            raise
         if self.launcher.tally():
             sys.exit(1)
         return returns

@@ -149,7 +149,7 @@ class WalignSlurmLauncher(Launcher):
         returns = []
         for overrides, run in zip(job_overrides, runs):
             directory = run.spec.run_directory()
-            done = finished_summary(run.spec, directory)
+            done = finished_summary(directory)
             status = done["status"] if done else ("running" if holder(directory) else "failed")
             returns.append(_job_return(overrides, status))
         return returns

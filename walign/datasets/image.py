@@ -20,4 +20,7 @@ class ImageDataSet(DataSet):
     @classmethod
     def flops(cls, spec) -> dict:
         from ..cost import cnn_run_cost
-        return cnn_run_cost(spec, cls.shape(spec.data_options))
+        shape = cls.shape(spec.data_options)
+        if shape is None:
+            raise NotImplementedError(f"dataset {cls.name} does not declare its shape, so its runs' cost is unknown")
+        return cnn_run_cost(spec, shape)

@@ -131,15 +131,13 @@ def _missing_section(built: dict) -> list[str]:
 
 
 def _runs_sections(collection: Collection, unused: list[str]) -> list[str]:
-    """Diverged, failed and other runs, unreadable files, flagged, in progress, unused."""
+    """Diverged, failed and other runs, unreadable files, in progress, unused."""
     runs = collection.runs
     sections = (("Diverged runs", [_run_line(run) for _, run in runs[runs["status"] == "diverged"].iterrows()]),
                 ("Failed runs", [_run_line(run) for _, run in runs[runs["status"] == "failed"].iterrows()]),
                 ("Runs with another status", [_run_line(run) for _, run in runs[
                     ~runs["status"].isin(("complete", "diverged", "failed"))].iterrows()]),
                 ("Unreadable files", [f"- `{path}`: {why}" for path, why in collection.problems]),
-                ("Flagged runs", [f"- `{run['path']}`: {run['flag']}"
-                                  for _, run in runs[runs["flag"] != ""].iterrows()]),
                 ("Runs in progress", [f"- `{path}`" for path in collection.in_progress]),
                 ("Runs used by no table or figure", [_unused_line(runs, path) for path in unused]))
     lines = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def parser() -> Parser:
                    type=parse_substitution,
                    help="let runs of data set SOURCE fill the cells of TARGET, e.g. cifar10=embedded for "
                         "short runs on the embedded sample; REPORT.md says so. Repeatable")
+    p.add_argument("--module", metavar="NAME", action="append", default=[],
+                   help="import the plugin module NAME first (as +dataset_module=NAME did for the runs), so that "
+                        "runs of its data sets and rules can be judged. Repeatable")
     p.add_argument("--fig6-widths", metavar="W,W,...", type=parse_widths, default=None,
                    help="the widths Figure 6 draws, one panel each, e.g. 8,16,32 (default: every width "
                         "with at least one run, or the paper's 8 and 512 when there are none)")
@@ -55,7 +59,10 @@ def parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    from ..status import import_modules
+    import_modules(args.module, p.error)
     results = Path(args.results_dir)
     if not results.is_dir():
         return fail(f"results directory {results} does not exist or is not a directory")
@@ -63,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(targets)) != len(targets):
         return fail("--as names the same target data set twice")
     out = Path(args.out) if args.out else results / "report"
-    if out.exists() and not out.is_dir():
-        return fail(f"--out {out} exists and is not a directory")
+    if problem := unfit_out(out):
+        return fail(problem)
     from .build import build_report  # matplotlib and pandas load only once the arguments are fine
     try:
         summary = build_report(results, out, dict(args.substitutions), args.fig6_widths)
@@ -75,6 +82,23 @@ def main(argv: list[str] | None = None) -> int:
           f"run(s); {summary.problems} unreadable file(s)")
     print(f"wrote {len(summary.files)} files; index: {summary.out / 'REPORT.md'}")
     return 0
+
+
+def unfit_out(out: Path) -> str | None:
+    """Why the report must not be written to ``out``, or None. The report writes only outside
+    the runs: not into a run directory or below one (its files would sit among a run's state
+    files, and a tool reading the run would meet them), and not through a symbolic link, whose
+    target could be anywhere."""
+    if out.is_symlink():
+        return f"--out {out} is a symbolic link (to {os.readlink(out)}); give the directory itself"
+    if out.exists() and not out.is_dir():
+        return f"--out {out} exists and is not a directory"
+    from ..runs import RUN_MARKERS
+    resolved = out.resolve()
+    for folder in (resolved, *resolved.parents):
+        if folder.is_dir() and any(os.path.lexists(folder / name) for name in RUN_MARKERS):
+            return f"--out {out} is inside the run directory {folder}; write the report outside the runs"
+    return None
 
 
 def fail(message: str) -> int:

@@ -3,8 +3,7 @@ from them.
 
 Every function here takes the usable runs (complete or diverged) and returns a ``Cell``: our value
 in the paper's unit, whether it came from a diverged run, a note when the protocol had to bend
-(an alignment score from another epoch) or the chosen run is flagged (epochs listed twice in its
-metrics.jsonl), and the runs it looked at, so the report can say which
+(an alignment score from another epoch), and the runs it looked at, so the report can say which
 runs fed no cell at all. Epoch counts are never filtered: a cell is the best over whatever epochs
 a run has, so short runs fill cells too (the report says when they are not the paper's setting).
 """
@@ -72,20 +71,13 @@ def _paths(found: pd.DataFrame) -> tuple[str, ...]:
 
 
 def _best_of(found: pd.DataFrame, values: pd.Series, lowest: bool = False) -> Cell:
-    """The best finite value over the runs (ties: the first path), flagged if that run diverged."""
+    """The best finite value over the runs (ties: the first path), marked if that run diverged."""
     finite = values[values.notna()]
     if finite.empty:
         note = f"{len(found)} run(s), none with a finite value" if len(found) else ""
         return Cell(note=note, considered=_paths(found))
     at = finite.idxmin() if lowest else finite.idxmax()
-    return Cell(float(finite[at]), found.loc[at, "status"] == "diverged", _flag(found.loc[at]),
-                found.loc[at, "path"], _paths(found))
-
-
-def _flag(run) -> str:
-    """The doubt the scan raised about a chosen run (e.g. epochs listed twice), as a cell note."""
-    flag = run.get("flag", "")
-    return f"chosen run: {flag}" if isinstance(flag, str) and flag else ""
+    return Cell(float(finite[at]), found.loc[at, "status"] == "diverged", "", found.loc[at, "path"], _paths(found))
 
 
 def best_accuracy(found: pd.DataFrame) -> Cell:
@@ -217,6 +209,4 @@ def alignment_cell(found: pd.DataFrame, layer: int, epoch: int, lr: float, score
         notes.append(f"epoch {at} (scheduled {epoch} not scored)")
     if not math.isclose(run["lr"], lr):
         notes.append(f"lr {run['lr']:g} (paper setting {lr:g})")
-    if _flag(run):
-        notes.append(_flag(run))
     return Cell(value, run["status"] == "diverged", "; ".join(notes), run["path"], _paths(found))
