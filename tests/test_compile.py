@@ -196,7 +196,8 @@ def results_of(directory: Path):
     metrics = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((directory / "summary.json").read_text())
     params = checkpoint.read(directory / checkpoint.CHECKPOINT)["rule"]["params"]
-    drop = ("seconds", "wall_seconds", "compile_seconds", "resumed_after_epoch", "run_dir", "device")
+    drop = ("seconds", "wall_seconds", "compile_seconds", "load_seconds", "eval_seconds", "resumed_after_epoch",
+            "run_dir", "device")
     return ([{k: v for k, v in m.items() if k not in drop} for m in metrics],
             {k: v for k, v in summary.items() if k not in drop}, params)
 

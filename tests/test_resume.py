@@ -22,7 +22,8 @@ from walign.rules import build_rule
 from walign.train import TrainConfig, TrainState, train
 
 ROOT = Path(__file__).resolve().parents[1]
-VOLATILE = ("seconds", "wall_seconds", "resumed_after_epoch", "resumed_after_step", "run_dir", "device")
+VOLATILE = ("seconds", "wall_seconds", "load_seconds", "eval_seconds", "resumed_after_epoch", "resumed_after_step",
+            "run_dir", "device")
 
 
 def run_main(*args, **kwargs):

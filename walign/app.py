@@ -25,6 +25,7 @@ from .progress import Progress
 from .rules import build_rule
 from .runs import (STATE_FILES, WriteError, append_jsonl, json_line, odd_kind, set_aside, write_atomic,
                    write_json)
+from .scale import shrink
 from .spec import RunSpec
 from .train import TrainConfig, TrainState, train
 from .verdict import FINISHED, judge
@@ -100,7 +101,9 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
         return running(*held)
     if device.type == "cpu":
         keep_freed_memory()  # each step reuses the pages of the last (walign/allocator.py)
-    data = load_data(spec, device)
+    loading = time.perf_counter()
+    data = shrink(load_data(spec, device), spec.scale)
+    load_seconds = round(time.perf_counter() - loading, 3)
     if spec.resolved_batch_size() > len(data.train):
         raise ConfigError(f"batch_size {spec.resolved_batch_size()} exceeds the {len(data.train)} training examples")
     if directory.is_symlink():
@@ -114,7 +117,7 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
             if done := finished_summary(directory, say):  # finished while we waited? a bad file goes aside
                 return already(done)
             clear_damaged(directory, say)
-            return Run(spec, data, directory, device, say, claim.release).execute(config_yaml)
+            return Run(spec, data, directory, device, say, claim.release, load_seconds).execute(config_yaml)
     except AlreadyRunning as err:
         return running(err.holder, err.age)
 
@@ -123,9 +126,9 @@ class Run:
     """One claimed run in its directory: its state, its records, and the files it writes."""
 
     def __init__(self, spec: RunSpec, data, directory: Path, device: torch.device, say=print,
-                 release_claim=lambda: None):
+                 release_claim=lambda: None, load_seconds: float | None = None):
         self.spec, self.data, self.directory, self.device, self.say = spec, data, directory, device, say
-        self.release_claim = release_claim
+        self.release_claim, self.load_seconds = release_claim, load_seconds
         self.signals: DeferredSignals | None = None  # while training
         self.ckpt_path = directory / checkpoint.CHECKPOINT
         self.batch_size, self.identity = spec.resolved_batch_size(), spec.identity()
@@ -208,6 +211,8 @@ class Run:
         """Write summary.json, drop the checkpoint of a finished run, and obey a late stop signal."""
         summary.update(self.data.summarize(self.records))
         summary["wall_seconds"] = round(self.earlier_seconds + time.time() - self.started, 3)
+        if self.load_seconds is not None:
+            summary["load_seconds"] = self.load_seconds  # this process's data loading, outside wall_seconds
         if resume:
             summary["resumed_after_epoch"] = resume.epoch
             if resume.within_epoch:

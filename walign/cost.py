@@ -54,6 +54,7 @@ The per-sweep table (runs, PFLOP, GPU-hours) is walign/grids.py's: ``python -m w
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -151,7 +152,10 @@ def scored_epochs(score_epochs, epochs: int) -> int:
 def cnn_run_cost(spec, shape) -> dict:
     """FLOPs of a CNN run (``spec`` a walign.spec.RunSpec, ``shape`` its data set's
     walign.datasets.DataShape): see ``run_cost``."""
+    from .scale import smoke_sizes
     batch, epochs, options = spec.resolved_batch_size(), spec.epochs, spec.rule_options or {}
+    train_size, val_size, test_size = smoke_sizes(shape.train, shape.val, shape.test, spec.scale)
+    shape = dataclasses.replace(shape, train=train_size, val=val_size, test=test_size)
     arch = shape.arch if spec.arch == "auto" else spec.arch
     net = dict(arch=arch, channels=shape.channels, image_size=shape.image_size, classes=shape.classes)
     step = step_flops(spec.rule, spec.width, batch, rule_options=options, **net)["total"]
@@ -179,11 +183,13 @@ def cnn_run_cost(spec, shape) -> dict:
 def rnn_run_cost(spec) -> dict:
     """FLOPs of an Add-task RNN run: see ``run_cost``."""
     batch, data = spec.resolved_batch_size(), spec.data_options or {}
+    from .scale import smoke_sizes
     length, sequences = int(data.get("length", 100)), int(data.get("sequences", 400))
-    train_size = int(data.get("train_size", 300))
+    train_size, _, test_size = smoke_sizes(int(data.get("train_size", 300)), 0, sequences - int(data.get("train_size", 300)),
+                                           spec.scale)
     step = rnn_step_flops(spec.rule, spec.width, batch, length)["total"]
     steps = train_size // batch
-    batches = (sequences - train_size) // batch + train_size // batch
+    batches = test_size // batch + train_size // batch
     evaluation = batches * rnn_forward_flops(spec.width, batch, length)
     weight_bytes = (8 if data.get("precision", "float64") == "float64" else 4) * (spec.width ** 2 + 2 * spec.width)
     return {**_whole_run(step, steps, steps * step, evaluation, 0, spec.epochs), "weight_bytes": weight_bytes}

@@ -40,7 +40,8 @@ SUMMARY_KEYS = {"status": str, "dataset": str, "rule": str, "width": int, "lr": 
 # declares its result keys (walign.datasets: DataSet.summary_keys); the report tells identity from
 # results by both lists.
 RUN_KEYS = ("status", "run_dir", "device", "walign_version", "epochs_done", "error", "wall_seconds",
-            "resumed_after_epoch", "resumed_after_step", "precision_note", "compile_seconds")
+            "resumed_after_epoch", "resumed_after_step", "precision_note", "compile_seconds", "load_seconds",
+            "eval_seconds")
 
 
 class Unreadable(Exception):

@@ -22,6 +22,7 @@ from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS
 from .precision import PRECISIONS
 from .rules import RULES, rules_for
 from .rules.options import resolve as resolve_rule_options
+from .scale import SCALES
 from .runs import run_dir
 from .train import OPTIMIZERS
 
@@ -74,6 +75,7 @@ class RunSpec:
     keep_checkpoint: bool = False   # keep checkpoint.pt (the final model) after the run finishes
     precision: str = "fp32"         # fp32 | tf32 | bf16 (walign/precision.py)
     compile: bool = False           # torch.compile the training step and evaluation (walign/compiled.py)
+    scale: str = "full"             # full | smoke: at most a few hundred examples per split (walign/scale.py)
 
     @classmethod
     def from_config(cls, cfg) -> "RunSpec":
@@ -102,7 +104,8 @@ class RunSpec:
             rule_options=resolve_rule_options(name, entry.family, RULES[name], rule),
             eval_test=c.get("eval_test", True), progress=str(c.get("progress", "auto")),
             checkpoint_every=c.get("checkpoint_every", 1), keep_checkpoint=c.get("keep_checkpoint", False),
-            precision=str(c.get("precision", "fp32")), compile=c.get("compile", False))
+            precision=str(c.get("precision", "fp32")), compile=c.get("compile", False),
+            scale=str(c.get("scale", "full")))
         spec._validate(entry)  # the names were checked above and the rule options resolved
         return spec
 
@@ -158,7 +161,8 @@ class RunSpec:
         """The values that must be one of a list, and the flags that must be true or false."""
         for key, valid, auto in (("arch", ARCHITECTURES, True), ("activation", ACTIVATIONS, False),
                                  ("parameterization", PARAMETERIZATIONS, False), ("optimizer", OPTIMIZERS, True),
-                                 ("progress", PROGRESS_MODES, False), ("precision", PRECISIONS, False)):
+                                 ("progress", PROGRESS_MODES, False), ("precision", PRECISIONS, False),
+                                 ("scale", SCALES, False)):
             value = getattr(self, key)
             _need(value in valid or (auto and value == "auto"),
                   f"{key} must be {'auto or ' if auto else ''}one of {', '.join(valid)}, got {value!r}")
@@ -197,4 +201,5 @@ class RunSpec:
                 "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {}),
                 # keys added later enter only away from their old behaviour: existing runs keep their names
                 **({"compute_precision": self.precision} if self.precision != "fp32" else {}),
-                **({"compile": True} if self.compile else {})}
+                **({"compile": True} if self.compile else {}),
+                **({"scale": self.scale} if self.scale != "full" else {})}

@@ -197,8 +197,8 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
     With ``state.cfg.compile`` the step and the evaluation's forward go through torch.compile
     (walign/compiled.py); otherwise they run eagerly, the numbers the tests pin.
 
-    Returns {'status': 'complete' | 'diverged', 'epochs_done': n} (and 'compile_seconds' when
-    compiled). A non-finite training loss ends the run after that epoch's record is written, with
+    Returns {'status': 'complete' | 'diverged', 'epochs_done': n, 'eval_seconds': s} (s: this
+    process's seconds of evaluation and alignment scoring; and 'compile_seconds' when compiled). A non-finite training loss ends the run after that epoch's record is written, with
     status 'diverged'.
     """
     device = next(state.rule.net.parameters()).device
@@ -210,21 +210,24 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
         step, net = make_step(state.rule, state.optimizer, autocast), state.rule.net
     if progress is not None:
         progress.update(state.epoch * steps_per_epoch + (state.within["step"] if state.within else 0))
+    evaluating = 0.0  # seconds of this process's evaluations (the loss read before it has synchronised)
     for epoch in range(state.epoch + 1, state.cfg.epochs + 1):
         _sync(device)
         start = time.perf_counter()
         train_loss, earlier = _train_epoch(state, data, step, progress, signals, on_signal, start)
+        evaluated = time.perf_counter()
         with autocast():
             metrics = data.evaluate(net, state.cfg.batch_size, state.rng, state.test_rng, state.cfg.eval_test)
         metrics.update(state.rule.epoch_metrics(epoch))
         _sync(device)
+        evaluating += time.perf_counter() - evaluated
         state.epoch = epoch
         on_epoch({"epoch": epoch, "train_loss": train_loss, **metrics,
                   "seconds": earlier + time.perf_counter() - start})
         if not math.isfinite(train_loss):
             status = "diverged"
             break
-    outcome = {"status": status, "epochs_done": state.epoch}
+    outcome = {"status": status, "epochs_done": state.epoch, "eval_seconds": round(evaluating, 3)}
     if state.cfg.compile:  # this process's compiling (a resumed run compiles again)
         outcome["compile_seconds"] = round(step.compile_seconds + net.compile_seconds, 3)
     return outcome

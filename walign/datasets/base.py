@@ -59,12 +59,22 @@ class DataSet:
     config: dict = {}             # dataset.* keys after ``name``, with their defaults
     loading: tuple = ()           # keys that say where/how to read the data: not the run's identity
     needs_root = False            # read from dataset.root (else generated or shipped)
+    folder: str | None = None     # its folder under data_root (None: its name); see ``node``
     summary_keys: tuple = ()      # the keys ``summarize`` writes into summary.json
 
     @classmethod
     def node(cls) -> dict:
-        """The ``dataset=NAME`` config node."""
-        return {"name": cls.name, **cls.config}
+        """The ``dataset=NAME`` config node. A ``root`` declared as None reads
+        ``<data_root>/<folder>`` (the top-level ``data_root``), so one data root serves a sweep of
+        several data sets; a ``verify_md5`` flag defaults to the top-level ``verify_md5.<folder>``
+        (itself defaulting to the declared value), settable per data set inside such a sweep."""
+        folder = cls.folder or cls.name
+        node = {"name": cls.name, **cls.config}
+        if "root" in node and node["root"] is None:
+            node["root"] = f"${{data_root}}/{folder}"
+        if isinstance(node.get("verify_md5"), bool):
+            node["verify_md5"] = f"${{oc.select:verify_md5.{folder},{str(node['verify_md5']).lower()}}}"
+        return node
 
     @classmethod
     def option_keys(cls) -> list[str]:

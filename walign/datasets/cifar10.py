@@ -27,8 +27,8 @@ def locate_cifar10(root: str, download: bool = False) -> str:
 
     folder = os.path.join(root, "cifar-10-batches-py")
     find("CIFAR-10", folder, [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], download,
-         torchvision.datasets.CIFAR10, root, "set dataset.root to the folder that holds cifar-10-batches-py, "
-         "or dataset.download=true to fetch it with torchvision")
+         torchvision.datasets.CIFAR10, root, "give data_root=DIR with DIR/cifar10/cifar-10-batches-py (or "
+         "dataset.root=DIR/cifar10), or dataset.download=true to fetch it with torchvision")
     return folder
 
 
@@ -87,12 +87,13 @@ def small_cifar_batch_size(n: int, preferred: int = 100) -> int:
 class Cifar10(ImageDataSet):
     """CIFAR-10 in torchvision's layout, ``${root}/cifar-10-batches-py``: train on 45 000 images,
     validate on the first 5000 of the training file."""
-    config = {"root": "data",
+    config = {"root": None,         # null: <data_root>/cifar10
               "download": False,    # true: fetch it into root with torchvision's download if missing
               "verify_md5": True,   # false for a rebuilt copy whose bytes differ from the original
               "epochs": 150, "batch_size": 100, "lr": 1.0}
     loading = ("root", "download", "verify_md5")
     needs_root = True
+    folder = "cifar10"
 
     @classmethod
     def locate(cls, root, download=False, **_):
@@ -111,7 +112,7 @@ class Cifar10(ImageDataSet):
 class SmallCifar10(Cifar10):
     """Table 9's small CIFAR-10: train on the first ``train_size`` images of the 45 000-image
     training split, validate on the first min(train_size, 5000); batch size by the released rule."""
-    config = {"root": "data", "download": False, "verify_md5": True,
+    config = {"root": None, "download": False, "verify_md5": True,   # root null: <data_root>/cifar10
               "train_size": 4500,   # 45 | 150 | 450 | 1500 | 4500 | 15000 | 45000
               "epochs": 150,
               "batch_size": None,   # decided by train_size: N if N < 100, else gcd(100, N)

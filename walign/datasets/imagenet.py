@@ -16,7 +16,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def locate_imagenet(root: str) -> None:
     for split in ("train", "val"):
         if not os.path.isdir(os.path.join(root, split)):
-            raise missing("ImageNet", os.path.join(root, split), "set dataset.root to a folder with "
+            raise missing("ImageNet", os.path.join(root, split), "give data_root=DIR with DIR/imagenet (or dataset.root) holding "
                           "train/ and val/ in ImageFolder layout (one sub-folder per class)")
 
 
@@ -40,9 +40,11 @@ def load_imagenet(root: str, device, workers: int = 8) -> Data:
 @register("imagenet")
 class ImageNet(ImageDataSet):
     """ILSVRC-12 (Figure 5): 1000 classes, 224 x 224, the 7-conv net with a stride-4 stem."""
-    config = {"root": "data/imagenet", "workers": 8, "epochs": 300, "batch_size": 100, "lr": 5.0}
+    config = {"root": None,   # null: <data_root>/imagenet
+              "workers": 8, "epochs": 300, "batch_size": 100, "lr": 5.0}
     loading = ("root", "workers")
     needs_root = True
+    folder = "imagenet"
 
     @classmethod
     def locate(cls, root, **_):

@@ -20,8 +20,8 @@ def locate_kmnist(root: str, download: bool = False) -> None:
 
     raw = os.path.join(root, "KMNIST", "raw")
     files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    find("KMNIST", raw, files, download, torchvision.datasets.KMNIST, root, "set dataset.root to the folder "
-         "that holds KMNIST/raw, or dataset.download=true to fetch it with torchvision")
+    find("KMNIST", raw, files, download, torchvision.datasets.KMNIST, root, "give data_root=DIR with "
+         "DIR/kmnist/KMNIST/raw (or dataset.root=DIR/kmnist), or dataset.download=true to fetch it with torchvision")
 
 
 def load_kmnist(root: str, device, download: bool = False) -> Data:
@@ -41,11 +41,12 @@ def load_kmnist(root: str, device, download: bool = False) -> Data:
 @register("kmnist")
 class Kmnist(ImageDataSet):
     """KMNIST in torchvision's layout, ``${root}/KMNIST/raw``."""
-    config = {"root": "data",
+    config = {"root": None,         # null: <data_root>/kmnist
               "download": False,    # true: fetch it into root with torchvision's download if missing
               "epochs": 100, "batch_size": 100, "lr": 1.0}
     loading = ("root", "download")
     needs_root = True
+    folder = "kmnist"
 
     @classmethod
     def locate(cls, root, download=False, **_):

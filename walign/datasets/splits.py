@@ -57,7 +57,8 @@ class LoaderSplit:
         generator = torch.Generator().manual_seed(int(rng.randint(2**31)))
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=batch_size, shuffle=True,
                                              generator=generator, num_workers=self.workers,
-                                             drop_last=self.drop_last, pin_memory=True)
+                                             drop_last=self.drop_last,
+                                             pin_memory=torch.device(self.device).type == "cuda")  # (CPU: nothing to pin)
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
