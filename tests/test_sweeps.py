@@ -35,8 +35,9 @@ def spec_of(job: list[str]) -> RunSpec:
         return RunSpec.from_config(compose(config_name="config", overrides=job))
 
 
-def test_every_paper_table_and_figure_has_a_sweep():
-    assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted(PAPER_ITEMS)
+def test_every_paper_table_and_figure_has_a_sweep_and_paper_lists_them_all():
+    assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted(PAPER_ITEMS + ["paper"])
+    assert sorted(grids.items("paper")) == sorted(PAPER_ITEMS)
 
 
 @pytest.mark.parametrize("name", PAPER_ITEMS)

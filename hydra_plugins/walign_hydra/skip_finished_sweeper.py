@@ -1,11 +1,14 @@
-"""Hydra's basic sweeper, minus the runs that are finished or running elsewhere, with a closing
-tally (see the package docstring)."""
+"""Hydra's basic sweeper, made walign's: grids from the sweep files (their union for
+``sweeps=paper``), each distinct run once, every run checked before anything is written, missing
+data said per data set, a plan of what will run and what it costs, finished runs and runs
+running elsewhere skipped, and a closing tally (see the package docstring and docs/sweeps.md).
+"""
 from __future__ import annotations
 
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -15,132 +18,14 @@ from hydra.core.config_store import ConfigStore
 ConfigStore.instance().store(
     group="hydra/sweeper", name="skip_finished", provider="walign",
     node={"_target_": "hydra_plugins.walign_hydra.skip_finished_sweeper.SkipFinishedSweeper",
-          "max_batch_size": None, "params": None})
+          "max_batch_size": None, "params": None, "grids": None, "smoke": None})
+
+MISSING_DATA = ("refuse", "skip", "submit")
 
 
-class _LaunchUnfinished:
-    """Stands in front of the real launcher and forwards only the runs that still need running;
-    remembers what each launched run ended as."""
-
-    def __init__(self, launcher, hydra_context, config):
-        self.launcher, self.hydra_context, self.config = launcher, hydra_context, config
-        self.outcomes: dict[str, list[str]] = {}   # status -> run directories
-        self.records: list = []                    # sweep records this launch wrote
-        self.fresh: list = []                      # run directories that did not exist before this launch
-        self.specs: dict[tuple, object] = {}        # a run's overrides -> its checked RunSpec
-        self.directories: dict[tuple, str] = {}    # a run's overrides -> its run directory
-
-    def check(self, job_overrides: Sequence[Sequence[str]]) -> None:
-        """Every run's values and what they need from this machine (device, a writable
-        results_dir), before anything is written; exits 2 with one line on the first bad run."""
-        from walign.machine import check_results_dir
-        from walign.spec import RunSpec
-        from walign.errors import ConfigError
-
-        # SLURM runs on other machines: the device and the data are theirs to check (this login node
-        # may have no GPU, the nodes their own scratch), while results_dir is the shared directory
-        # they all write to
-        remote = "slurm" in str(self.config.hydra.launcher.get("_target_", "")).lower()
-        try:
-            getattr(self.launcher, "check_params", lambda: None)()
-        except ConfigError as err:
-            print(f"walign: error: {err}", file=sys.stderr)
-            sys.exit(2)
-        checked = set()
-        for overrides in job_overrides:
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            try:
-                spec = self.specs[tuple(overrides)] = RunSpec.from_config(cfg)
-                needs = (spec.device, spec.results_dir, spec.dataset, repr(sorted(spec.loading.items())))
-                if needs not in checked:
-                    check_results_dir(spec.results_dir) if remote else spec.check_environment()
-                    checked.add(needs)
-            except ConfigError as err:
-                print(f"walign: error: {err} (in the sweep run {' '.join(overrides)})", file=sys.stderr)
-                sys.exit(2)
-
-    def plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[list, int, int, int, float]:
-        """(runs to launch, finished, running elsewhere, queued in SLURM, FLOPs to launch)."""
-        from walign.app import finished_summary
-        from walign.claim import holder
-        from walign.cost import run_flops
-        from walign.sweep_record import queued_runs
-
-        todo, finished, running, queued, flops = [], 0, 0, 0, 0.0
-        in_queue: dict[str, dict] = {}  # results_dir -> its runs whose SLURM task is still queued
-        for overrides in job_overrides:
-            if tuple(overrides) not in self.specs:
-                self.check([overrides])
-            spec = self.specs[tuple(overrides)]
-            directory = spec.run_directory()
-            self.directories[tuple(overrides)] = str(directory)
-            if spec.results_dir not in in_queue:
-                in_queue[spec.results_dir] = queued_runs(spec.results_dir)
-            # an unreadable summary is reported (and set aside) once, by the run that redoes it
-            if finished_summary(directory):
-                finished += 1
-            elif holder(directory) is not None:
-                running += 1
-            elif str(directory.relative_to(spec.results_dir)) in in_queue[spec.results_dir]:
-                queued += 1  # submitted by an earlier launch and not started yet: its claim comes when it starts
-            else:
-                todo.append(overrides)
-                flops += run_flops(spec)
-                if not directory.exists():
-                    self.fresh.append(directory)
-        return todo, finished, running, queued, flops
-
-    def record(self, todo: Sequence[Sequence[str]]) -> None:
-        """For launchers that do not write one (basic, local): a record of this launch, so that
-        ``walign status`` can follow the sweep."""
-        from walign.packing import estimate_seconds
-        from walign.sweep_record import task_entry, try_write_record
-        by_dir: dict[str, list] = {}
-        for overrides in todo:
-            spec = self.specs[tuple(overrides)]
-            by_dir.setdefault(spec.results_dir, []).append(spec)
-        name = str(self.config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]
-        launcher = "local" if "Local" in name else "basic"
-        for results_dir, specs in by_dir.items():
-            task = task_entry(None, specs, [estimate_seconds(s) for s in specs])
-            self.records.append(try_write_record(results_dir, launcher, [task], " ".join(sys.argv), [], True))
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        from walign.cost import format_flops
-
-        todo, finished, running, queued, flops = self.plan(job_overrides)
-        elsewhere = f", {running} running elsewhere (skipped)" if running else ""
-        elsewhere += f", {queued} queued in SLURM (skipped)" if queued else ""
-        print(f"walign sweep: {len(job_overrides)} runs, {finished} already finished (skipped){elsewhere}, "
-              f"{len(todo)} to launch, {format_flops(flops)}", flush=True)
-        if not todo:
-            return []
-        if not getattr(self.launcher, "writes_records", False):
-            self.record(todo)
-        returns = self.launcher.launch(todo, initial_job_idx=initial_job_idx)
-        for overrides, job in zip(todo, returns):
-            self._note(overrides, job)
-        return returns
-
-    def _note(self, overrides, job) -> None:
-        try:
-            status = job.return_value  # re-raises the job's exception, if it had one
-        except BaseException:
-            status = "failed"
-        status = status if status in ("complete", "diverged", "running", "queued") else "failed"
-        self.outcomes.setdefault(status, []).append(self.directories[tuple(overrides)])
-
-    def tally(self) -> bool:
-        """Print one line for what this launch ran; True if any run failed."""
-        if not self.outcomes:
-            return False
-        if set(self.outcomes) == {"queued"}:
-            return False  # submitted and not waited for: the launcher's line said so
-        counts = ", ".join(f"{len(self.outcomes[s])} {s}" for s in ("complete", "diverged", "running", "queued",
-                                                                    "failed") if s in self.outcomes)
-        failed = self.outcomes.get("failed", [])
-        print(f"walign sweep: {counts}" + (": " + " ".join(failed) if failed else ""), flush=True)
-        return bool(failed)
+def fail(message: str) -> None:
+    print(f"walign: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 def _remove_traces(sweep_dir: Path, records: list, existed: set) -> None:
@@ -161,27 +46,214 @@ def _remove_traces(sweep_dir: Path, records: list, existed: set) -> None:
 
 
 class SkipFinishedSweeper(BasicSweeper):
-    def setup(self, *, hydra_context, task_function, config) -> None:
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.launcher = _LaunchUnfinished(self.launcher, hydra_context, config)
+    def __init__(self, max_batch_size=None, params=None, grids=None, smoke=None):
+        # ``grids`` (sweeps/paper.yaml) and ``smoke`` (each file's scale=smoke grid) are read from
+        # the sweep files by walign.grids; they are accepted here so that Hydra can build the sweeper
+        super().__init__(max_batch_size=max_batch_size, params=params)
 
-    def sweep(self, arguments: list[str]) -> Any:
-        # Hydra's sweep starts by creating its folder under results_dir: check every run first,
-        # so a refused sweep leaves nothing on disk
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        from .job_configs import JobConfigs
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.job_configs = JobConfigs(hydra_context.config_loader, config)
+        self.launcher.job_configs = self.job_configs  # a launcher that composes jobs may reuse them
+        self.outcomes: dict[str, list[str]] = {}     # status -> run directories
+        self.records: list = []                     # sweep records this launch wrote
+
+    # ------------------------------------------------------------------------- the jobs
+    def expand(self, arguments: list[str]) -> list[tuple[list[str], str | None]]:
+        """Every grid point as (job overrides, sweep file or None). A sweep file's grid is its
+        defaults' group choices and its axes (at scale=smoke its smoke grid), then the command
+        line, whose values replace the file's; sweeps=paper is the list of its files' grids."""
         from hydra.core.override_parser.overrides_parser import OverridesParser
+        from walign import grids
+        from walign.errors import ConfigError
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides(self._parse_config() + list(arguments))
-        self.launcher.check([job for batch in self.split_arguments(overrides, None) for job in batch])
+        for override in parser.parse_overrides(list(arguments)):
+            if override.key_or_group in ("sweeps", "scale") and override.is_sweep_override():
+                fail(f"{override.key_or_group} cannot be swept: give one value (sweeps=paper launches every "
+                     f"table and figure)")
+        choice = self.config.hydra.runtime.choices.get("sweeps")
+        if choice in (None, "null"):
+            overrides = parser.parse_overrides(self._parse_config() + list(arguments))
+            return [(job, None) for job in self.split_arguments(overrides, None)[0]]
+        scale = str(self.config.get("scale", "full"))
+        jobs = []
+        for name in grids.items(choice):
+            try:
+                given = grids.item_overrides(name, scale)
+            except ConfigError as err:
+                fail(str(err))
+            overrides = parser.parse_overrides(given + list(arguments))
+            jobs += [(job, name) for job in self.split_arguments(overrides, None)[0]]
+        return jobs
+
+    def check(self, jobs) -> list:
+        """The distinct runs of ``jobs`` (PlannedRun, in order), every value checked, and what they
+        need from this machine (device, a writable results_dir) before anything is written; exits 2
+        with one line on the first bad run."""
+        from walign.errors import ConfigError
+        from walign.machine import check_results_dir
+        from walign.plan import PlannedRun
+        from walign.spec import RunSpec
+        try:
+            getattr(self.launcher, "check_params", lambda: None)()
+        except ConfigError as err:
+            fail(str(err))
+        runs: dict[Path, PlannedRun] = {}
+        checked = set()
+        planning = bool(self.config.get("plan", False))  # a plan writes nothing, not even a probe file
+        for overrides, item in jobs:
+            try:
+                spec = RunSpec.from_config(self.job_configs.get(overrides))
+                # SLURM runs on other machines: the device is theirs to check (this login node may
+                # have no GPU), while results_dir is the shared directory they all write to
+                needs = (spec.results_dir, None if self.remote else spec.device)
+                if needs not in checked and not planning:
+                    check_results_dir(spec.results_dir) if self.remote else spec.check_environment(data=False)
+                    checked.add(needs)
+            except ConfigError as err:
+                fail(f"{err} (in the sweep run {' '.join(overrides)})")
+            run = runs.setdefault(spec.run_directory(), PlannedRun(list(overrides), spec))
+            if item is not None:
+                run.items.add(item)
+        return list(runs.values())
+
+    def check_data(self, runs: list) -> list:
+        """The runs whose data is where they will look for it. Missing data is one line per data
+        set, naming the items and the number of runs that need it; ``missing_data`` says what
+        then: refuse (exit 2, nothing launched), skip (launch the rest) or submit (check nothing
+        here: the data is on the nodes)."""
+        from walign import grids
+        from walign.errors import ConfigError
+        mode = str(self.config.get("missing_data", "refuse"))
+        if mode not in MISSING_DATA:
+            fail(f"missing_data must be one of {', '.join(MISSING_DATA)}, got {mode!r}")
+        if mode == "submit":
+            return runs
+        missing: dict[tuple, tuple[str, list]] = {}
+        found = set()
+        for run in runs:  # by data folder: small_cifar10 reads cifar10's files
+            key = (run.spec.entry.folder or run.spec.dataset, repr(sorted(run.spec.loading.items())))
+            if key in found:
+                continue
+            if key not in missing:
+                try:
+                    run.spec.entry.check_available(run.spec.loading)
+                    found.add(key)
+                    continue
+                except ConfigError as err:
+                    missing[key] = (str(err), [])
+            missing[key][1].append(run)
+        merged: dict[tuple, tuple[str, list]] = {}  # one line per data set and place looked in
+        for (folder, _), (reason, needing) in missing.items():
+            place = (folder, str(needing[0].spec.loading.get("root", "")))
+            merged.setdefault(place, (reason, []))[1].extend(needing)
+        missing = merged
+        if not missing:
+            return runs
+        plan = bool(self.config.get("plan", False))
+        for (dataset, where), (reason, needing) in missing.items():
+            items = grids.label({item for run in needing for item in run.items})
+            then = {"refuse": "missing_data=skip launches the other runs", "skip": "skipped"}[mode]
+            print(f"walign: {'warning' if plan or mode == 'skip' else 'error'}: {items + ': ' if items else ''}"
+                  f"{len(needing)} runs need {dataset}{' at ' + str(where) if where else ''}: {reason} ({then})",
+                  file=sys.stderr, flush=True)
+        if mode == "refuse" and not plan:
+            sys.exit(2)
+        lacking = {id(run) for _, needing in missing.values() for run in needing}
+        return runs if plan else [run for run in runs if id(run) not in lacking]
+
+    @property
+    def remote(self) -> bool:
+        return "slurm" in str(self.config.hydra.launcher.get("_target_", "")).lower()
+
+    # ------------------------------------------------------------------------- the sweep
+    def sweep(self, arguments: list[str]) -> Any:
+        from walign import plan as planning
+        jobs = self.expand(arguments)
+        # Hydra's sweep folder and the records come only after every run is checked, so a
+        # refused sweep, or a plan, leaves nothing on disk
+        runs = self.check_data(self.check(jobs))
+        planning.judge(runs, getattr(self.launcher, "params", {}).get("tflops"))
+        todo = [run for run in runs if run.state == "to launch"]
+        items = {item for run in runs for item in run.items}
+        if self.config.get("plan", False):
+            return self.print_plan(runs, len(jobs), todo)
+        if len(items) > 1:
+            print("\n".join(planning.table(runs)), flush=True)
+        print(planning.total_line(runs, len(jobs)), flush=True)
+        if not todo:
+            return []
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         existed = {path for path in (sweep_dir, *sweep_dir.parents) if path.exists()}
         try:
-            returns = super().sweep(arguments)
+            returns = self.launch(todo, sweep_dir)
         except SystemExit as stop:
             # a run found a mistake that holds for the whole sweep (walign.app: data that will not
             # load) and said so in one line: if no run has written anything yet, leave nothing
-            if stop.code == 2 and not any(d.exists() for d in self.launcher.fresh):
-                _remove_traces(sweep_dir, self.launcher.records, existed)
+            if stop.code == 2 and not any(run.directory.exists() for run in todo):
+                _remove_traces(sweep_dir, self.records, existed)
             raise
-        if self.launcher.tally():
+        if self.tally():
             sys.exit(1)
         return returns
+
+    def print_plan(self, runs, points: int, todo) -> list:
+        """plan=true: the table, the totals and the tasks; nothing written, nothing launched."""
+        from walign import plan as planning
+        launcher = str(self.config.hydra.runtime.choices.get("hydra/launcher", "basic"))
+        print(f"walign plan: {self.config.hydra.runtime.choices.get('sweeps') or 'a sweep'}, "
+              f"scale={self.config.get('scale', 'full')}, launcher {launcher}; nothing is written or launched")
+        print("\n".join(planning.table(runs)))
+        print(planning.total_line(runs, points).replace("walign sweep:", "total:"))
+        tasks = getattr(self.launcher, "plan_tasks", None)
+        print(f"tasks: {tasks([run.spec for run in todo]) if tasks else f'{len(todo)} jobs of one run each'}",
+              flush=True)
+        return []
+
+    def launch(self, todo: list, sweep_dir: Path) -> list:
+        """Hydra's basic loop over the runs to launch, in batches of max_batch_size."""
+        from omegaconf import OmegaConf
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        if not getattr(self.launcher, "writes_records", False):
+            self.record(todo)
+        size, returns = self.max_batch_size or len(todo), []
+        for start in range(0, len(todo), size):
+            batch = todo[start:start + size]
+            results = self.launcher.launch([run.overrides for run in batch], initial_job_idx=start)
+            for run, job in zip(batch, results):
+                self.note(run, job)
+            returns.append(results)
+        return returns
+
+    def record(self, todo: list) -> None:
+        """For launchers that do not write one (basic, local): a record of this launch, so that
+        ``walign status`` can follow the sweep."""
+        from walign.sweep_record import task_entry, try_write_record
+        by_dir: dict[str, list] = {}
+        for run in todo:
+            by_dir.setdefault(run.spec.results_dir, []).append(run)
+        name = str(self.config.hydra.launcher.get("_target_", "")).rsplit(".", 1)[-1]
+        launcher = "local" if "Local" in name else "basic"
+        for results_dir, runs in by_dir.items():
+            task = task_entry(None, [run.spec for run in runs], [run.seconds for run in runs])
+            self.records.append(try_write_record(results_dir, launcher, [task], " ".join(sys.argv), [], True))
+
+    def note(self, run, job) -> None:
+        try:
+            status = job.return_value  # re-raises the job's exception, if it had one
+        except BaseException:
+            status = "failed"
+        status = status if status in ("complete", "diverged", "running", "queued") else "failed"
+        self.outcomes.setdefault(status, []).append(str(run.directory))
+
+    def tally(self) -> bool:
+        """Print one line for what this launch ran; True if any run failed."""
+        if not self.outcomes or set(self.outcomes) == {"queued"}:
+            return False  # nothing ran, or submitted and not waited for: the launcher's line said so
+        counts = ", ".join(f"{len(self.outcomes[s])} {s}" for s in ("complete", "diverged", "running", "queued",
+                                                                    "failed") if s in self.outcomes)
+        failed = self.outcomes.get("failed", [])
+        print(f"walign sweep: {counts}" + (": " + " ".join(failed) if failed else ""), flush=True)
+        return bool(failed)

@@ -73,8 +73,10 @@ class WalignSlurmLauncher(Launcher):
         from walign.packing import PackedRun
         from walign.plugins import MODULE_KEYS
         runs = []
+        configs = getattr(self, "job_configs", None)  # the sweeper's (job_configs.py), when it gave them
         for overrides in job_overrides:
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            cfg = (configs.get(overrides) if configs is not None
+                   else self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides)))
             with open_dict(cfg):
                 del cfg["hydra"]
             spec = RunSpec.from_config(cfg)
@@ -110,15 +112,31 @@ class WalignSlurmLauncher(Launcher):
             return [_job_return(overrides, "queued") for overrides in job_overrides]
         return self._wait(job_overrides, runs, jobs)
 
+    def _pack(self, specs: list) -> tuple[list[float], list[list[int]]]:
+        """Each run's estimated seconds, and the runs (indices) of each task."""
+        from walign.packing import estimate_seconds, pack
+        p = self.params
+        seconds = [estimate_seconds(spec, p.get("tflops")) for spec in specs]
+        return seconds, pack(seconds, 60.0 * float(p["pack_minutes"]),
+                             None if p.get("runs_per_task") is None else int(p["runs_per_task"]))
+
+    def plan_tasks(self, specs: list) -> str:
+        """What launching ``specs`` would submit, in words (for plan=true; packed as ``_submit`` packs)."""
+        by_dir: dict[str, list] = {}
+        for spec in specs:
+            by_dir.setdefault(str(Path(spec.results_dir).resolve()), []).append(spec)
+        tasks = sum(len(self._pack(group)[1]) for group in by_dir.values())
+        how = (f"{self.params['runs_per_task']} runs each" if self.params.get("runs_per_task") is not None
+               else f"about {self.params['pack_minutes']:g} minutes of estimated work each (pack_minutes)")
+        return f"{tasks} SLURM array tasks, {how}"
+
     def _submit(self, results_dir: str, runs: list) -> list:
         """Pack ``runs`` (all under ``results_dir``) into tasks, submit them as one or more arrays,
         record each array as soon as it is submitted, print the one line; return the jobs."""
-        from walign.packing import PackedTask, estimate_seconds, pack, split_arrays
+        from walign.packing import PackedTask, split_arrays
         from walign.sweep_record import task_entry, try_write_record
         p = self.params
-        seconds = [estimate_seconds(run.spec, p.get("tflops")) for run in runs]
-        groups = pack(seconds, 60.0 * float(p["pack_minutes"]),
-                      None if p.get("runs_per_task") is None else int(p["runs_per_task"]))
+        seconds, groups = self._pack([run.spec for run in runs])
         executor, record, arrays, tasks, jobs = self._executor(), None, [], [], []
         for chunk in split_arrays(len(groups), self._max_array_size()):
             batch = [groups[t] for t in chunk]
@@ -150,7 +168,7 @@ class WalignSlurmLauncher(Launcher):
         for overrides, run in zip(job_overrides, runs):
             directory = run.spec.run_directory()
             done = finished_summary(directory)
-            status = done["status"] if done else ("running" if holder(directory) else "failed")
+            status = done["status"] if done else ("running" if holder(directory, lambda *a, **k: None) else "failed")
             returns.append(_job_return(overrides, status))
         return returns
 
