@@ -4,6 +4,10 @@ REPORT.md is where the report is honest about itself: how many cells are missing
 which, every diverged and failed run, every file it could not read, runs still in progress, runs
 that fed nothing, and any data-set substitution. It holds no timestamps, so running the report
 twice on the same results gives identical files.
+
+Tables and figures are filled from the runs of one scale (``Collection.scale``): the usable runs
+of any other scale (smoke rehearsals beside full-scale runs) are listed as unused, with that
+reason. A report filled from smoke runs says so in its title, as every table and figure does.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import pandas as pd
 
 from ..runs import write_atomic
 from . import figures, tables
-from .collect import Collection, scan
+from .collect import FULL_SCALE, Collection, scan
 
 INDEX = "REPORT.md"
 
@@ -31,6 +35,7 @@ class Summary:
     diverged_runs: int
     problems: int
     files: list[str]
+    scale: str = FULL_SCALE     # the scale of the runs that filled the report
 
 
 def _run_line(run) -> str:
@@ -39,9 +44,12 @@ def _run_line(run) -> str:
     return f"- `{run['path']}`{origin}: {run['rule']}, width {run['width']}, lr {run['lr']:g}{done}"
 
 
-def _unused_line(runs: pd.DataFrame, path: str) -> str:
-    variant = runs.loc[runs["path"] == path, "variant"].iloc[0]
-    return f"- `{path}`" + (f" (variant: {variant})" if variant else "")
+def _unused_line(runs: pd.DataFrame, path: str, scale: str) -> str:
+    """'- `path`', with why when the run itself says: another scale than the report's, a variant."""
+    run = runs.loc[runs["path"] == path].iloc[0]
+    reasons = [f"{run['scale']} scale: the report is filled from {scale}-scale runs"] if run["scale"] != scale else []
+    reasons += [f"variant: {run['variant']}"] if run["variant"] else []
+    return f"- `{path}`" + (f" ({'; '.join(reasons)})" if reasons else "")
 
 
 def _numbers(kind: str, numbers: list[str]) -> str:
@@ -64,11 +72,19 @@ def _beyond_the_paper(built: dict, drawn: list[dict]) -> list[str]:
 
 
 def _header(collection: Collection) -> list[str]:
-    """Title, what was read, and the substitution and variant-test notes if any."""
+    """Title (with the scale label if the runs are not full scale), what was read, and the
+    scale, substitution and variant-test notes if any."""
     runs = collection.runs
     status_counts = runs["status"].value_counts()
-    lines = ["# walign report: the paper's tables and figures from our runs", "",
-             f"Results directory: `{collection.results_dir}`", "",
+    scale = collection.scale()
+    label = tables.scale_label(scale)
+    lines = ["# walign report: the paper's tables and figures from our runs" + (f" ({label})" if label else ""), ""]
+    if label:
+        lines += [f"**{label.capitalize()}.** No usable full-scale run was found, so every table and figure "
+                  f"is filled from {scale}-scale runs, by the same protocol: rehearsals on a few hundred examples "
+                  f"per split and one or two epochs, which check that the pipeline runs end to end. Their "
+                  f"differences from the paper measure nothing.", ""]
+    lines += [f"Results directory: `{collection.results_dir}`", "",
              f"Runs read: {len(runs)} (" + ", ".join(f"{status_counts.get(s, 0)} {s}" for s in
                                                    ("complete", "diverged", "failed")) + ")",
              f"Runs still in progress (no summary.json, ignored): {len(collection.in_progress)}",
@@ -130,7 +146,7 @@ def _missing_section(built: dict) -> list[str]:
     return lines
 
 
-def _runs_sections(collection: Collection, unused: list[str]) -> list[str]:
+def _runs_sections(collection: Collection, unused: list[str], scale: str) -> list[str]:
     """Diverged, failed and other runs, unreadable files, in progress, unused."""
     runs = collection.runs
     sections = (("Diverged runs", [_run_line(run) for _, run in runs[runs["status"] == "diverged"].iterrows()]),
@@ -139,19 +155,23 @@ def _runs_sections(collection: Collection, unused: list[str]) -> list[str]:
                     ~runs["status"].isin(("complete", "diverged", "failed"))].iterrows()]),
                 ("Unreadable files", [f"- `{path}`: {why}" for path, why in collection.problems]),
                 ("Runs in progress", [f"- `{path}`" for path in collection.in_progress]),
-                ("Runs used by no table or figure", [_unused_line(runs, path) for path in unused]))
+                ("Runs used by no table or figure", [_unused_line(runs, path, scale) for path in unused]))
     lines = []
     for title, items in sections:
         lines += [f"## {title} ({len(items)})", ""] + (items or ["None."]) + [""]
     if unused:
         lines += ["Unused runs are not the paper's setting for any item: another seed, an lr off the grid, "
                   "a variant option, or a data set no item reads (see `--as`)."]
+    if (runs.loc[runs["path"].isin(unused), "scale"] != scale).any():
+        lines += ["", f"Tables and figures read runs of one scale only, here {scale}: one usable {FULL_SCALE}-scale "
+                      f"run anywhere in the results directory leaves every smoke-scale run unused."]
     return lines
 
 
 def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[str]) -> str:
     lines = (_header(collection) + _beyond_section(built, drawn) + _tables_section(built)
-             + _figures_section(drawn) + _missing_section(built) + _runs_sections(collection, unused))
+             + _figures_section(drawn) + _missing_section(built)
+             + _runs_sections(collection, unused, collection.scale()))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -163,15 +183,16 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     collection = scan(results_dir, substitutions)
     usable = collection.usable()
+    scale, filling = collection.scale(), collection.filling()   # one scale only: the others stay unused
     built, used, files = {}, set(), []
     for spec in tables.TABLES:
-        cells = tables.build(spec, usable)
+        cells = tables.build(spec, filling)
         used |= tables.runs_read(cells)
-        names = tables.write(cells, spec, out, collection.substitutions)
+        names = tables.write(cells, spec, out, collection.substitutions, scale)
         built[spec.number] = (cells, names)
         files += names
-    drawn = figures.draw_all({n: cells for n, (cells, _) in built.items()}, usable, out, collection.substitutions,
-                             fig6_widths)
+    drawn = figures.draw_all({n: cells for n, (cells, _) in built.items()}, filling, out, collection.substitutions,
+                             fig6_widths, scale)
     for item in drawn:
         used.update(item["used"])
         files += item["files"]
@@ -180,4 +201,5 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
     cells = pd.concat([cells for cells, _ in built.values()])
     n = tables.counts(cells)
     return Summary(out, len(collection.runs), len(usable), n["cells"], n["missing"],
-                   int((collection.runs["status"] == "diverged").sum()), len(collection.problems), files + [INDEX])
+                   int((collection.runs["status"] == "diverged").sum()), len(collection.problems), files + [INDEX],
+                   scale)

@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{summary.runs} runs read ({summary.usable} usable); {summary.cells - summary.missing} of "
           f"{summary.cells} table cells filled, {summary.missing} missing; {summary.diverged_runs} diverged "
           f"run(s); {summary.problems} unreadable file(s)")
+    from .tables import scale_label
+    if label := scale_label(summary.scale):   # the same words as in every file it wrote
+        print(f"every table and figure was filled from {summary.scale}-scale runs ({label})")
     print(f"wrote {len(summary.files)} files; index: {summary.out / 'REPORT.md'}")
     return 0
 

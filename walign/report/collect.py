@@ -9,6 +9,10 @@ skipped, so the report says what it left out instead of crashing on it, and neve
 the next launch would train again. Directories with a metrics.jsonl or config.yaml but no
 summary are runs still in progress: they are listed, never used. Whether a run is a variant is
 decided in ``variants``.
+
+Each row also has the run's ``scale``: "full" (a summary without the key: every run from before
+scales existed, and every full-scale run since) or the summary's value ("smoke": a rehearsal on a
+few hundred examples per split). The report is built from one scale only (``Collection.scale``).
 """
 from __future__ import annotations
 
@@ -20,13 +24,15 @@ from pathlib import Path
 import pandas as pd
 
 from ..runs import METRICS, SUMMARY
+from ..scale import SCALES
 from ..verdict import FINISHED, judge
 from . import variants
 
 USABLE_STATUSES = FINISHED  # a diverged run keeps its best-so-far values (docs/method.md §9 item 24)
+FULL_SCALE, SMOKE_SCALE = SCALES   # a summary without "scale" is full scale
 
 COLUMNS = ("path", "dataset", "source_dataset", "rule", "width", "lr", "epochs", "batch_size", "seed",
-           "activation", "parameterization", "optimizer", "train_size", "variant", "status",
+           "activation", "parameterization", "optimizer", "train_size", "variant", "scale", "status",
            "epochs_done", "best_val_acc", "min_train_loss", "min_test_loss", "device", "records")
 
 
@@ -45,6 +51,22 @@ class Collection:
         """Runs whose numbers may fill a cell: complete or diverged."""
         return self.runs[self.runs["status"].isin(USABLE_STATUSES)]
 
+    def scale(self) -> str:
+        """The one scale the report is built from. Numbers of different scales are never mixed: a
+        smoke run's accuracy after two epochs on 200 examples would otherwise win or lose a cell
+        against real runs. Full scale as soon as one usable full-scale run exists (a rehearsal left
+        in the directory never dilutes real results); else smoke, if there are usable smoke runs
+        (the report is then itself a rehearsal, and says so everywhere); else full (nothing to fill)."""
+        found = set(self.usable()["scale"])
+        if FULL_SCALE in found or SMOKE_SCALE not in found:
+            return FULL_SCALE
+        return SMOKE_SCALE
+
+    def filling(self) -> pd.DataFrame:
+        """The usable runs of the report's scale: the only runs tables and figures read."""
+        usable = self.usable()
+        return usable[usable["scale"] == self.scale()]
+
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -60,7 +82,8 @@ def _row(summary: dict, relpath: str, records: list[dict], variant: str) -> dict
         "epochs": num("epochs"), "batch_size": num("batch_size"), "seed": num("seed"),
         "activation": summary.get("activation", "relu"), "parameterization": summary.get("parameterization", "ntk"),
         "optimizer": summary.get("optimizer", "sgd"), "train_size": num("train_size"),
-        "variant": variant, "status": str(summary["status"]), "epochs_done": num("epochs_done"),
+        "variant": variant, "scale": str(summary.get("scale", FULL_SCALE)), "status": str(summary["status"]),
+        "epochs_done": num("epochs_done"),
         "best_val_acc": num("best_val_acc"), "min_train_loss": num("min_train_loss"),
         "min_test_loss": num("min_test_loss"), "device": str(summary.get("device", "")), "records": records,
     }

@@ -9,7 +9,8 @@ paper's widths as ticks, the paper's values as faint square markers of the same 
 "no runs" written on any panel that has none of ours. Figure 6 is small multiples: one panel per
 width, sharing both axes (``Grid``). Every figure is a list of ``Panel``s put together by ``draw_panels``: the
 panel draws its lines and sets up its axes, the helper does the rest (figure, "no runs", title
-with the stand-in note, legends). Figures are drawn with matplotlib's object API on the Agg canvas
+with the stand-in note and, for a report built from smoke runs, the scale label of
+``tables.scale_label``, legends). Figures are drawn with matplotlib's object API on the Agg canvas
 (no pyplot state) under the default style, and saved without timestamps, so reruns are
 byte-identical.
 """
@@ -94,6 +95,7 @@ class Context:
     subs: dict[str, str]
     fig6_widths: tuple[int, ...] | None = None      # None: every width with runs
     colors: dict[str, str] = field(default_factory=dict)
+    scale: str = tables_module.FULL_SCALE          # the scale of ``runs`` (collect.Collection.scale)
 
     def color(self, rule: str) -> str:
         return self.colors.get(rule) or rule_colors([rule])[rule]
@@ -162,7 +164,9 @@ def draw_panels(ctx: Context, panels: list[Panel], legend: Callable | None = Non
     """The skeleton every figure shares: one axes per panel (side by side, or in ``grid``), each
     drawn and set up by its panel, 'no runs' where it drew none of ours, a title with the stand-in
     note, the panel's own legend; then ``legend()`` -> (rules, extra handles) gives a rule legend
-    beside the panels."""
+    beside the panels. The panels of a figure side by side each carry the scale note, as they
+    carry their stand-in note; a ``grid``'s figure carries it once, in the overall title its
+    figure function writes (``scale_note``)."""
     figure, axes = new_figure(len(panels)) if grid is None else grid_figure(grid)
     drawn = Drawn(figure)
     for ax, panel in zip(axes, panels):
@@ -172,6 +176,8 @@ def draw_panels(ctx: Context, panels: list[Panel], legend: Callable | None = Non
         drawn.points += points
         panel.setup(ax)
         title = panel.title + "".join(stand_in(ctx.subs, dataset, prefix) for dataset, prefix in panel.stand_ins)
+        if grid is None:
+            title += scale_note(ctx)
         ax.set_title(title, **({"fontsize": panel.title_size} if panel.title_size else {}))
         if panel.legend is not None and (points or panel.legend_if_empty):
             ax.legend(**panel.legend)
@@ -207,6 +213,12 @@ def log_axis(ax, ticks, label: str) -> None:
 def stand_in(subs: dict[str, str], dataset: str, prefix: str = "") -> str:
     """A title suffix saying that another data set's runs are plotted as ``dataset``."""
     return f"\n[{prefix}{subs[dataset]} runs stand in for {dataset}]" if dataset in subs else ""
+
+
+def scale_note(ctx: Context) -> str:
+    """A title suffix saying the figure is drawn from smoke runs ('' at full scale)."""
+    label = tables_module.scale_label(ctx.scale)
+    return f"\n[{label}]" if label else ""
 
 
 def no_runs(ax) -> None:
@@ -484,7 +496,8 @@ def figure6(ctx: Context) -> Drawn:
     drawn.used |= tables_module.runs_read(cells[~cells["counted"]])   # cells at widths Table 9 lacks
     figure = drawn.figure
     figure.suptitle("Small CIFAR-10 accuracy vs training-set size, one panel per width (Table 9)"
-                    + stand_in(ctx.subs, "small_cifar10") + stand_in(ctx.subs, "cifar10", "N = 45000: "))
+                    + stand_in(ctx.subs, "small_cifar10") + stand_in(ctx.subs, "cifar10", "N = 45000: ")
+                    + scale_note(ctx))
     figure.supxlabel("training images N (log scale)")
     figure.supylabel(ACC_LABEL)
     drawn.notes.append(f"widths drawn: {', '.join(map(str, sorted(widths)))} ({why})")
@@ -624,10 +637,11 @@ FIGURES = (
 
 
 def draw_all(tables: dict[int, pd.DataFrame], runs: pd.DataFrame, out: Path, subs: dict[str, str],
-             fig6_widths=None) -> list[dict]:
-    """Draw and save every figure; one entry per figure for the index."""
+             fig6_widths=None, scale: str = tables_module.FULL_SCALE) -> list[dict]:
+    """Draw and save every figure; one entry per figure for the index. ``scale``: that of ``runs``,
+    named in every title unless full."""
     ctx = Context(tables, runs, subs, tuple(fig6_widths) if fig6_widths else None,
-                  rule_colors(sorted(set(runs["rule"]))))
+                  rule_colors(sorted(set(runs["rule"]))), scale)
     results = []
     with matplotlib.style.context("default"):
         for stem, title, draw in FIGURES:

@@ -15,6 +15,11 @@ Each table is written three ways:
 * CSV: long format, one row per cell, numeric columns ours / paper / difference (for scripts);
 * Markdown and LaTeX: the paper's layout, each cell reading ``ours / paper (ours - paper)``.
 
+A report built from smoke-scale runs (``collect.Collection.scale``) says so in every table: the
+title of the Markdown and of the LaTeX caption ends with ``scale_label``'s words, the Markdown
+says why under the title, and the CSV, which has no title, gets a ``scale`` column. At full scale
+nothing of this is written, so a full-scale table is exactly what it was before scales existed.
+
 A table whose spec has a ``spread`` (Table 9) also computes, per cell, the mean, sample SD and
 number of seeds at the lr chosen on seed 99 (``protocol.seed_spread``). They are shown (extra CSV
 columns, ``[mean ± SD, n=...]`` in the cells, a protocol paragraph) only when some cell of the
@@ -31,6 +36,7 @@ import pandas as pd
 
 from .. import paper
 from ..runs import write_atomic
+from .collect import FULL_SCALE
 from .protocol import (ALIGNMENT, ALIGNMENT_RULE, LR_ADAM, LR_GRID, PAPER_SEED, SEEDS_TABLE9, SMALL_LR, Cell,
                        SeedSpread, best_accuracy, candidates, epoch1_accuracy, lr_in, alignment_cell, min_loss,
                        seed_spread, seed_statistics)
@@ -52,6 +58,21 @@ SPREAD_PROTOCOL = (
     "at that lr; a diverged run counts with its best value before diverging (the cell says how many did). "
     "Runs of seeds 100-103 at any other lr are ignored.")
 LATEX_SPREAD = r" [mean $\pm$ SD, n]: over seeds 99--103 at the lr chosen on seed 99 (SD with ddof 1)."
+# what a table says under its title when the report is built from smoke runs (walign.scale: the only other scale)
+SCALE_NOTE = ("**{scale} scale:** every number of ours comes from rehearsal runs on a few hundred examples per "
+              "split and one or two epochs, chosen by the same protocol. They check that the pipeline runs end "
+              "to end; their differences from the paper measure nothing.")
+
+
+def scale_label(scale: str) -> str:
+    """'smoke scale: not comparable with the paper' for a report not built from full-scale runs, else ''.
+    The same words go into every table, figure title and REPORT.md, so none can be read without them."""
+    return "" if scale == FULL_SCALE else f"{scale} scale: not comparable with the paper"
+
+
+def scale_title(title: str, scale: str) -> str:
+    """A table's title, followed by the scale label in parentheses when there is one."""
+    return f"{title} ({scale_label(scale)})" if scale_label(scale) else title
 
 
 def width_label(width) -> str:
@@ -381,13 +402,15 @@ def markdown_table(header: list[str], body: list[list[str]], label_columns: int)
     return "\n".join(lines)
 
 
-def to_markdown(cells: pd.DataFrame, spec: TableSpec, substitutions: dict[str, str]) -> str:
+def to_markdown(cells: pd.DataFrame, spec: TableSpec, substitutions: dict[str, str], scale: str = FULL_SCALE) -> str:
     header, body = wide(cells, spec)
     n = counts(cells)
-    out = [f"# Table {spec.number}: {spec.title}", "",
+    out = [f"# Table {spec.number}: {scale_title(spec.title, scale)}", "",
            f"Each cell reads *ours / paper (ours - paper)*. Ours: {spec.protocol}.",
            f"{DIVERGED} the run diverged (its best value before diverging is shown); "
            f"{NOTED} see the notes below; {MISSING} no run.", ""]
+    if scale != FULL_SCALE:
+        out += [SCALE_NOTE.format(scale=scale.capitalize()), ""]
     if has_spread(cells):
         out += [SPREAD_PROTOCOL, ""]
     for dataset in spec.datasets:
@@ -415,12 +438,13 @@ def _latex_escape(text: str) -> str:
             .replace(MISSING, "--").replace("×", r"$\times$").replace("±", r"$\pm$"))
 
 
-def to_latex(cells: pd.DataFrame, spec: TableSpec) -> str:
+def to_latex(cells: pd.DataFrame, spec: TableSpec, scale: str = FULL_SCALE) -> str:
     header, body = wide(cells, spec)
     columns = "l" * len(spec.row_names) + "r" * (len(header) - len(spec.row_names))
-    lines = [f"% Table {spec.number}: {spec.title}. Cells: ours / paper (ours - paper).",
+    title = scale_title(spec.title, scale)
+    lines = [f"% Table {spec.number}: {title}. Cells: ours / paper (ours - paper).",
              r"\begin{table}[t]", r"\centering", r"\small",
-             rf"\caption{{{_latex_escape(spec.title)}. Each cell: ours / paper (ours $-$ paper); "
+             rf"\caption{{{_latex_escape(title)}. Each cell: ours / paper (ours $-$ paper); "
              r"$^\dagger$ diverged run; $^\ddagger$ see notes; -- no run." + (LATEX_SPREAD if has_spread(cells) else "")
              + "}",
              rf"\begin{{tabular}}{{{columns}}}", r"\toprule",
@@ -434,17 +458,22 @@ CSV_COLUMNS = ["table", "setting", "method", "rule", "width", "train_size", "lay
                "ours", "paper", "difference", "status", "note", "chosen_run", "candidate_runs"]
 
 
-def to_csv(cells: pd.DataFrame) -> str:
-    """One row per cell; the seed-spread columns only when some cell has more than one seed."""
+def to_csv(cells: pd.DataFrame, scale: str = FULL_SCALE) -> str:
+    """One row per cell; the seed-spread columns only when some cell has more than one seed; a
+    last ``scale`` column (e.g. smoke) only when the report is not built from full-scale runs: a
+    CSV has no title to carry the warning, and a script must not take such numbers for real ones."""
     columns = CSV_COLUMNS + (SPREAD_COLUMNS if has_spread(cells) else [])
-    return cells[cells["counted"] | cells["extra"] | cells["ours"].notna()][columns].to_csv(
-        index=False, float_format="%.10g", lineterminator="\n")
+    shown = cells[cells["counted"] | cells["extra"] | cells["ours"].notna()][columns]
+    if scale != FULL_SCALE:
+        shown = shown.assign(scale=scale)
+    return shown.to_csv(index=False, float_format="%.10g", lineterminator="\n")
 
 
-def write(cells: pd.DataFrame, spec: TableSpec, out: Path, substitutions: dict[str, str]) -> list[str]:
-    """Write the three files; return their names."""
+def write(cells: pd.DataFrame, spec: TableSpec, out: Path, substitutions: dict[str, str],
+          scale: str = FULL_SCALE) -> list[str]:
+    """Write the three files, each saying so if ``scale`` is not full; return their names."""
     names = [f"{spec.stem}.md", f"{spec.stem}.csv", f"{spec.stem}.tex"]
-    write_atomic(out / names[0], to_markdown(cells, spec, substitutions))
-    write_atomic(out / names[1], to_csv(cells))
-    write_atomic(out / names[2], to_latex(cells, spec))
+    write_atomic(out / names[0], to_markdown(cells, spec, substitutions, scale))
+    write_atomic(out / names[1], to_csv(cells, scale))
+    write_atomic(out / names[2], to_latex(cells, spec, scale))
     return names

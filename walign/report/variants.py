@@ -5,9 +5,11 @@ The defaults are not copied here: they come from the data set's entry (walign.da
 Hydra configuration the runs were launched with (``conf/`` beside the walign package, composed once
 per rule) for the top-level keys and rule presets, and from the rule's own declaration
 (``RULES[rule][family].options()``) for options the config file does not name. The summary keys
-of a run fall into four groups:
+of a run fall into five groups:
 
 * grid axes (width, lr, epochs, ...): the selection protocol picks among them, never a variant;
+* the run's ``scale`` (smoke runs say "scale": "smoke"): like a grid axis it is chosen, not
+  compared, once for the whole report (``collect.Collection.scale``), so never a variant;
 * results and bookkeeping that walign writes after training (status, best_val_acc, device, ...);
 * measurement settings that do not change the trained network (gd_wstar's scoring schedule);
 * everything else is an identity option and is compared with its default. An option with no
@@ -34,6 +36,9 @@ CONF_DIR = Path(walign.__file__).resolve().parents[1] / "conf"
 # chosen by the selection protocol of each table and figure, so not part of the variant test
 GRID_AXES = ("dataset", "rule", "width", "lr", "epochs", "batch_size", "seed", "activation", "parameterization",
              "optimizer", "train_size")
+# chosen once for the whole report (collect.Collection.scale): smoke runs are never mixed with full-scale
+# ones, so calling them variants would only say it twice (and wrongly, "not a declared option")
+SCALE_KEYS = ("scale",)
 # rule options that only decide what is measured about the trained network
 MEASUREMENT_OPTIONS = {"gd_wstar": ("score_epochs", "iterations", "probes", "permuted", "nan_skip")}
 # top-level options that identify a run, and their default when the config does not have the key
@@ -98,7 +103,7 @@ def _data_defaults(dataset: str) -> dict:
 @functools.lru_cache(maxsize=None)
 def _defaults_at(conf_dir: Path, dataset: str, rule: str) -> Defaults:
     declared = _declared(dataset, rule)
-    ignored = frozenset(GRID_AXES + RUN_KEYS + result_keys() + MEASUREMENT_OPTIONS.get(rule, ()))
+    ignored = frozenset(GRID_AXES + SCALE_KEYS + RUN_KEYS + result_keys() + MEASUREMENT_OPTIONS.get(rule, ()))
     config = _compose(conf_dir, rule)
     if config is None:
         options = {**declared, **TOP_LEVEL_OPTIONS}
