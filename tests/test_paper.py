@@ -56,7 +56,8 @@ def test_the_plan_of_the_whole_paper_counts_the_union_of_the_grids_and_writes_no
     results.mkdir()
     (results / "keep.txt").write_text("a file that was here before\n")
     before = tree(tmp_path)
-    done = main_py(tmp_path, "-m", "sweeps=paper", "plan=true", f"results_dir={results}", "missing_data=skip")
+    done = main_py(tmp_path, "-m", "sweeps=paper", "plan=true", f"results_dir={results}", "missing_data=skip",
+                   "device=cuda")  # priced for GPUs (a plan checks no device)
     assert done.returncode == 0, done.stdout + done.stderr
     assert tree(tmp_path) == before, "the plan wrote something"
     rows = plan_rows(done.stdout)
@@ -67,7 +68,7 @@ def test_the_plan_of_the_whole_paper_counts_the_union_of_the_grids_and_writes_no
     points = sum(len(grids.sweep_jobs(ROOT / "sweeps" / f"{name}.yaml")) for name in ITEMS)
     assert f"total: {len(union)} runs ({points} grid points), 0 already finished (skipped), {len(union)} to launch" \
         in done.stdout
-    assert re.search(r"about [\d.]+ GPU-hours", done.stdout) and "tasks: " in done.stdout
+    assert re.search(r"to launch, [\d.]+ EFLOP, about [\d.]+ GPU-hours$", done.stdout, re.M) and "tasks: " in done.stdout
 
 
 def test_the_plan_counts_finished_runs_and_the_launch_prints_the_same_totals(tmp_path):

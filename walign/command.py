@@ -90,11 +90,25 @@ def compose(overrides: list[str]):
 
 
 def _parse(args: list[str]):
+    """The overrides as Hydra parses them; a syntax error (``width=8,``, an unclosed bracket) is
+    one line naming the override, not Hydra's grammar dump and exit status 1."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+    parser = OverridesParser.create()
     try:
-        return OverridesParser.create().parse_overrides(args)
-    except Exception:
-        return None  # a syntax error: Hydra's own message says where
+        return parser.parse_overrides(args)
+    except OverrideParseException:
+        pass
+    for arg in args:  # which one: parse them one by one
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as err:
+            why = str(err).strip().splitlines()[0] if str(err).strip() else "a syntax error"
+            if arg.rstrip().endswith(","):
+                why = "a value list ends with a comma"
+            fail(f"cannot read {arg!r}: {why} (values are KEY=VALUE, a sweep KEY=V1,V2 with -m; see "
+                 f"https://hydra.cc/docs/1.2/advanced/override_grammar/basic)")
+    fail(f"cannot read the command line {' '.join(args)!r}")
 
 
 def check_overrides(args: list[str], multirun: bool = False) -> None:
@@ -102,8 +116,6 @@ def check_overrides(args: list[str], multirun: bool = False) -> None:
     are checked against the config Hydra composes from the chosen groups (a sweep's first value),
     so a sweep file's or a task's own group choices count as Hydra applies them."""
     overrides = _parse(args)
-    if overrides is None:
-        return
     choices = []
     for o in overrides:
         key = o.key_or_group
@@ -133,8 +145,13 @@ def _check_key(cfg, key: str) -> None:
         if head == "rule":
             fail(f"rule {cfg.rule.name} has no option {option!r}; its options: "
                  f"{', '.join(k for k in known if k != 'name') or 'none'}")
-        fail(f"{head} {cfg[head].name} has no key {rest!r} (its keys: {', '.join(known)}); "
-             f"to add one anyway use +{key}=...")
+        # a data set refuses keys it does not declare (walign.datasets.DataSet.check), so no
+        # +dataset.KEY hint: name the data sets that have the key instead
+        from walign.datasets import DATASETS
+        having = sorted(name for name, entry in DATASETS.items() if option in entry.option_keys())
+        elsewhere = (f"; {option} is a key of dataset {', '.join(having)}" if having
+                     else f"; no data set has a key {option!r}")
+        fail(f"{head} {cfg[head].name} has no key {rest!r} (its keys: {', '.join(known)}){elsewhere}")
     if head not in cfg or head in NODES or head == "hydra":
         keys = [k for k in cfg if k not in ("hydra",) + NODES] + list(GROUP_DIRS)
         fail(f"no config key {key!r}; keys: {', '.join(keys)}")

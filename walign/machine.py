@@ -46,6 +46,25 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_torchvision() -> None:
+    """torchvision must be the build made for this torch: a torchvision from another release (pip
+    upgraded one of the pair) fails on import deep in its C++ operators ('operator
+    torchvision::nms does not exist'). ConfigError, one line, naming both and the fix."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception as err:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            installed = f"torchvision {version('torchvision')}"
+        except PackageNotFoundError:
+            installed = "torchvision"
+        last = ([line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__])[-1]
+        raise ConfigError(f"{installed} does not work with torch {torch.__version__} ({last}): the two must come "
+                          f"from one PyTorch release; install the torchvision made for torch "
+                          f"{torch.__version__.split('+')[0]} (https://pytorch.org/get-started/previous-versions "
+                          f"lists the pairs)") from None
+
+
 def check_results_dir(results_dir: str) -> None:
     """results_dir must be a directory walign can write files in; checked by writing (and
     removing) a temporary file of PROBE_BYTES in it or in its nearest existing parent, so a

@@ -4,7 +4,8 @@ A sweep's runs are first judged (walign.verdict, walign.claim, the sweep records
 running elsewhere, queued in SLURM, or to launch. ``Plan`` counts them per paper item (a table or
 figure whose grid holds the run; a run shared by several items counts in each) and in total
 (each distinct run once), with the FLOPs (walign.cost) and the estimated GPU-hours (walign.packing:
-the committed GPU measurement, plus a fixed overhead per run) of the runs to launch. ``plan=true``
+the committed GPU measurement, plus a fixed overhead per run) of the runs to launch on GPUs; a
+run on the CPU gets no estimate, since the measurement is a GPU's. ``plan=true``
 prints it and stops; a real launch prints the same totals before it launches.
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ class PlannedRun:
     items: set = field(default_factory=set)   # the sweep files (paper items) whose grid holds it
     state: str = "to launch"      # one of STATES
     flops: float = 0.0
-    seconds: float = 0.0          # estimated, on one GPU
+    seconds: float = 0.0          # estimated, on one GPU (0 for a run on the CPU: no estimate there)
+    on_cpu: bool = False          # it will run on a CPU (device=cpu, or auto on a machine without a GPU)
 
     @property
     def directory(self) -> Path:
@@ -50,7 +52,7 @@ def judge(runs: list[PlannedRun], tflops: float | None = None) -> None:
         else:
             run.state = "to launch"
         run.flops = run_flops(run.spec)
-        run.seconds = estimate_seconds(run.spec, tflops)
+        run.seconds = 0.0 if run.on_cpu else estimate_seconds(run.spec, tflops)
 
 
 def _row(name: str, runs: list[PlannedRun]) -> list[str]:
@@ -81,6 +83,8 @@ def total_line(runs: list[PlannedRun], points: int) -> str:
     repeated = f" ({points} grid points)" if points != len(runs) else ""
     elsewhere = f", {count['running']} running elsewhere (skipped)" if count["running"] else ""
     elsewhere += f", {count['queued']} queued in SLURM (skipped)" if count["queued"] else ""
+    on_cpu = sum(r.on_cpu for r in todo)
+    time = [f"about {sum(r.seconds for r in todo) / 3600:.2f} GPU-hours"] if len(todo) > on_cpu or not todo else []
+    time += [f"{on_cpu} on the CPU (no time estimate)"] if on_cpu else []
     return (f"walign sweep: {len(runs)} runs{repeated}, {count['finished']} already finished (skipped){elsewhere}, "
-            f"{len(todo)} to launch, {format_flops(sum(r.flops for r in todo))}, about "
-            f"{sum(r.seconds for r in todo) / 3600:.2f} GPU-hours")
+            f"{len(todo)} to launch, {format_flops(sum(r.flops for r in todo))}, {', '.join(time)}")

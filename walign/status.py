@@ -14,8 +14,11 @@ queue; else interrupted (a checkpoint.pt to resume from) or not started. A faile
 with its failing line: the last non-empty line of error.log, which for a Python traceback is the
 exception ("RuntimeError: boom"), else summary["error"].
 
-GPU-hours done are the wall_seconds of finished runs; left, the records' estimated seconds
-(walign.packing) of unfinished runs, counting a running run in full.
+Time is counted where it was spent: GPU-hours done are the wall_seconds of finished runs made on a
+GPU, left the records' estimated GPU seconds (walign.packing) of unfinished runs, counting a
+running run in full; runs made on the CPU (summary.json's device), or launched with device=cpu,
+count apart in CPU-hours done, with no estimate of what is left. A results directory of CPU runs
+shows no GPU-hours.
 
 Status only reads: claims are read with walign.claim._read, never through ``holder`` or ``Claim``,
 which may re-date or take over a claim. It reports and does not judge: exit 0 with failed runs,
@@ -58,6 +61,7 @@ class Run:
     state: str           # one of STATES
     detail: str = ""     # the failing line of a failed run, the holder of a running one
     seconds: float = 0.0  # wall_seconds of a finished run
+    on_cpu: bool = False  # made on the CPU (finished), or launched with device=cpu (unfinished)
 
 
 def clean(value, limit: int = 300) -> str:
@@ -109,7 +113,8 @@ def classify(root: Path, rel: str, queued: dict[str, str], host: str) -> Run:
         return Run(rel, "failed", clean(f"{SUMMARY} not believed: {verdict.problem.reason}"))
     if verdict.summary is not None:
         detail = error_line(directory, verdict.summary) if verdict.state == "failed" else ""
-        return Run(rel, verdict.state, detail, seconds_of(verdict.summary.get("wall_seconds")))
+        return Run(rel, verdict.state, detail, seconds_of(verdict.summary.get("wall_seconds")),
+                   str(verdict.summary.get("device", "")).startswith("cpu"))
     claim, age = read_claim(directory / CLAIM)
     if claim is not None and stale_reason(claim, age, {"host": host, "slurm_job": None}) is None:
         return Run(rel, "running", clean(describe(claim, age), 400))
@@ -118,15 +123,16 @@ def classify(root: Path, rel: str, queued: dict[str, str], host: str) -> Run:
     return Run(rel, verdict.state)
 
 
-def record_runs(record: dict) -> dict[str, tuple[str | None, float | None]]:
-    """The record's runs (normalised relative paths, in order) with their task's job and estimated
-    seconds (None where the record has none)."""
+def record_runs(record: dict) -> dict[str, tuple[str | None, float | None, bool]]:
+    """The record's runs (normalised relative paths, in order) with their task's job, estimated
+    seconds (None where the record has none) and whether they were launched with device=cpu."""
     runs = {}
     for task in record["tasks"]:
         estimates = task.get("seconds") if isinstance(task.get("seconds"), list) else []
+        devices = task.get("devices") if isinstance(task.get("devices"), list) else []
         for i, run in enumerate(task["runs"]):
             estimate = seconds_of(estimates[i]) if i < len(estimates) else None
-            runs[PurePosixPath(run).as_posix()] = (task.get("job"), estimate)
+            runs[PurePosixPath(run).as_posix()] = (task.get("job"), estimate, i < len(devices) and devices[i] == "cpu")
     return runs
 
 
@@ -148,16 +154,28 @@ def sacct_states(jobs: list[str]) -> dict[str, str]:
     return states
 
 
+def time_line(runs: list[Run], estimates: dict[str, float]) -> str:
+    """GPU-hours done and left of the runs on GPUs, CPU-hours done of those on the CPU (see the
+    module docstring); only the kinds of device the runs have."""
+    gpu, cpu = [run for run in runs if not run.on_cpu], [run for run in runs if run.on_cpu]
+    parts = []
+    if gpu or not cpu:
+        unfinished = [run for run in gpu if run.state not in FINISHED]
+        left = sum(estimates.get(run.path, 0.0) for run in unfinished)
+        unknown = sum(run.path not in estimates for run in unfinished)
+        parts.append(f"GPU-hours: {sum(run.seconds for run in gpu if run.state in FINISHED) / 3600:.2f} done, "
+                     f"{left / 3600:.2f} left" + (f" ({unknown} unfinished without an estimate)" if unknown else ""))
+    if cpu:
+        unfinished = sum(run.state not in FINISHED for run in cpu)
+        parts.append(f"CPU-hours: {sum(run.seconds for run in cpu if run.state in FINISHED) / 3600:.2f} done"
+                     + (f", {unfinished} unfinished on the CPU (no estimate)" if unfinished else ""))
+    return "  " + "; ".join(parts)
+
+
 def block(title: str, runs: list[Run], estimates: dict[str, float]) -> list[str]:
-    """A header, the counts, GPU-hours, and one line per failed and per running run."""
+    """A header, the counts, the time done and left, and one line per failed and per running run."""
     counts = Counter(run.state for run in runs)
-    done = sum(run.seconds for run in runs if run.state in FINISHED)
-    unfinished = [run for run in runs if run.state not in FINISHED]
-    left = sum(estimates.get(run.path, 0.0) for run in unfinished)
-    unknown = sum(run.path not in estimates for run in unfinished)
-    lines = [title, "  " + ", ".join(f"{counts[state]} {state}" for state in STATES),
-             f"  GPU-hours: {done / 3600:.2f} done, {left / 3600:.2f} left"
-             + (f" ({unknown} unfinished without an estimate)" if unknown else "")]
+    lines = [title, "  " + ", ".join(f"{counts[state]} {state}" for state in STATES), time_line(runs, estimates)]
     lines += [f"  {run.state}: {run.path}: {run.detail}" for run in runs if run.state in ("failed", "running")]
     return lines
 
@@ -178,9 +196,9 @@ def slurm_view(listed) -> tuple[dict[str, str] | None, dict[str, str], dict[str,
     """(squeue's state of every queued array task or None without squeue, the queued runs with
     their task, sacct's state of the records' tasks that have left the queue)."""
     queue = sweep_record.queue_states([a for _, record, _ in listed for a in arrays_of(record)])
-    queued = {run: job for _, _, runs in listed for run, (job, _) in runs.items() if job in (queue or {})}
+    queued = {run: job for _, _, runs in listed for run, (job, _, _) in runs.items() if job in (queue or {})}
     gone = [job for _, record, runs in listed if arrays_of(record)
-            for job, _ in runs.values() if job and job not in (queue or {})]
+            for job, _, _ in runs.values() if job and job not in (queue or {})]
     return queue, queued, (sacct_states(gone) if queue is not None else {})
 
 
@@ -194,11 +212,14 @@ def report(root: Path) -> str:
     listed = [(path, record, record_runs(record)) for path, record in records]
     queue, queued, done = slurm_view(listed)
     host, estimates, runs = socket.gethostname(), {}, {}
+    launched_on_cpu = {run for _, _, listed_runs in listed for run, (_, _, cpu) in listed_runs.items() if cpu}
     for rel in found + [run for _, _, listed_runs in listed for run in listed_runs]:
         if rel not in runs:
             runs[rel] = classify(root, rel, queued, host)
+            if runs[rel].state not in FINISHED:
+                runs[rel].on_cpu = rel in launched_on_cpu
     for path, record, listed_runs in listed:
-        mine = {run: estimate for run, (_, estimate) in listed_runs.items() if estimate is not None}
+        mine = {run: estimate for run, (_, estimate, _) in listed_runs.items() if estimate is not None}
         estimates.update(mine)  # a later record's estimate of a run replaces an earlier one's
         arrays = arrays_of(record)
         title = (f"{path.name}: {clean(record.get('launcher', '?'), 40)}, created "
@@ -225,7 +246,7 @@ def parser() -> Parser:
     p = Parser(prog=PROG, description="walign's commands besides training (which is main.py).")
     commands = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     status = commands.add_parser("status", help="what became of the runs and sweeps of a results directory",
-                                 description=__doc__.split("\n\n")[0])
+                                 description=__doc__.split("\n\n")[0].replace("``", ""))  # plain text, not reST
     status.add_argument("results_dir", metavar="RESULTS_DIR", nargs="?", default="results",
                         help="the results directory (default: results)")
     status.add_argument("--watch", metavar="SECONDS", nargs="?", type=float, const=10.0, default=None,

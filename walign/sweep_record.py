@@ -44,9 +44,11 @@ def try_write_record(results_dir: str | Path, *args, **kwargs) -> Path | None:
 
 def task_entry(job: str | None, specs: list, seconds: list[float]) -> dict:
     """One task of a record: its job, its runs' directories relative to their results_dir (every
-    spec of one record shares it) and their estimated seconds."""
+    spec of one record shares it), their estimated seconds on a GPU, and their devices (a run
+    on the CPU has no GPU estimate: `walign status` counts it apart)."""
     return {"job": job, "seconds": [round(s, 1) for s in seconds],
-            "runs": [str(spec.run_directory().relative_to(spec.results_dir)) for spec in specs]}
+            "runs": [str(spec.run_directory().relative_to(spec.results_dir)) for spec in specs],
+            "devices": [spec.device for spec in specs]}
 
 
 def record_folder(results_dir: str | Path) -> Path:

@@ -113,7 +113,7 @@ class SkipFinishedSweeper(BasicSweeper):
                     checked.add(needs)
             except ConfigError as err:
                 fail(f"{err} (in the sweep run {' '.join(overrides)})")
-            run = runs.setdefault(spec.run_directory(), PlannedRun(list(overrides), spec))
+            run = runs.setdefault(spec.run_directory(), PlannedRun(list(overrides), spec, on_cpu=self.on_cpu(spec)))
             if item is not None:
                 run.items.add(item)
         return list(runs.values())
@@ -162,6 +162,18 @@ class SkipFinishedSweeper(BasicSweeper):
             sys.exit(2)
         lacking = {id(run) for _, needing in missing.values() for run in needing}
         return runs if plan else [run for run in runs if id(run) not in lacking]
+
+    def on_cpu(self, spec) -> bool:
+        """Whether the run will train on a CPU: device=cpu, or device=auto here without a GPU
+        (SLURM nodes are taken to have the GPUs they are asked for)."""
+        if spec.device.startswith("cpu") or self.remote:
+            return spec.device.startswith("cpu")
+        from walign.errors import ConfigError
+        from walign.machine import resolve_device
+        try:
+            return resolve_device(spec.device).type == "cpu"
+        except ConfigError:  # cuda asked for where there is none: a plan says so later, a launch refused it
+            return False
 
     @property
     def remote(self) -> bool:

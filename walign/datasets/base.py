@@ -125,6 +125,9 @@ class DataSet:
         dataset.download asks); reads no data."""
         if cls.needs_root and not loading.get("root"):
             raise ConfigError(f"dataset {cls.name} needs dataset.root (the folder that holds it)")
+        if cls.needs_root:  # files are read with torchvision: a torch/torchvision mismatch is one line here
+            from ..machine import check_torchvision
+            check_torchvision()
         cls.locate(**loading)
 
     @classmethod
