@@ -148,13 +148,23 @@ def test_slurm_launcher_with_an_unreachable_controller_gives_one_line(tmp_path):
     one_line_error(result, "cannot reach the SLURM controller")
 
 
-def test_local_parallel_launcher_runs_the_sweep_in_separate_processes(tmp_path):
-    result = main_py("-m", "sweeps=table8", "width=8", "rule=normal,align_zero", "epochs=1", "launcher=local",
-                     "progress=none", f"results_dir={tmp_path / 'results'}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
-    assert result.returncode == 0, result.stderr
-    assert "walign sweep: 2 runs, 0 already finished (skipped), 2 to launch" in result.stdout
-    assert len(list((tmp_path / "results").rglob("summary.json"))) == 2
-    assert len(list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))) == 2  # one process per run
+def test_local_launcher_shares_the_cores_between_its_processes(tmp_path):
+    """launcher=local: the runs go to min(runs, cores) processes, each with its share of the cores
+    as torch's thread count (summary.json's device names it), so together they never use more
+    cores than the machine has; hydra.launcher.processes sets how many."""
+    cores = len(os.sched_getaffinity(0))
+    for runs, processes in ((["rule=normal,align_zero", "seed=1,2"], None), (["rule=normal", "seed=1,2,3"], 1)):
+        results, sweep = tmp_path / f"results{processes}", tmp_path / f"sweep{processes}"
+        extra = [f"hydra.launcher.processes={processes}"] if processes else []
+        result = main_py("-m", "sweeps=table8", "width=8", *runs, "epochs=1", "launcher=local", "progress=none",
+                         "device=cpu", *extra, f"results_dir={results}", f"hydra.sweep.dir={sweep}")
+        assert result.returncode == 0, result.stderr
+        summaries = [json.loads(p.read_text()) for p in results.rglob("summary.json")]
+        started = processes or min(len(summaries), cores)
+        assert f"walign local: {len(summaries)} runs in {started} processes, {cores // started} threads each" \
+            in result.stdout, result.stdout
+        assert len(list((sweep / ".submitit").rglob("*_log.out"))) == started
+        assert {s["device"].split(", ")[1] for s in summaries} == {f"{cores // started} threads"}
 
 
 # ----------------------------------------------------------------------------- one definition per grid

@@ -71,6 +71,26 @@ def pack(seconds: list[float], pack_seconds: float, runs_per_task: int | None = 
     return sorted((sorted(task) for task in tasks), key=lambda task: task[0])
 
 
+def balance(seconds: list[float], groups: int) -> list[list[int]]:
+    """Run indices split into at most ``groups`` groups of about equal estimated work (longest
+    first, each to the least loaded group), for processes that all start at once. Groups are
+    returned in the order of their first run, each in run order."""
+    loads = [0.0] * max(1, min(groups, len(seconds)))
+    tasks: list[list[int]] = [[] for _ in loads]
+    for i in sorted(range(len(seconds)), key=lambda i: (-seconds[i], i)):
+        least = min(range(len(loads)), key=lambda t: (loads[t], t))
+        tasks[least].append(i)
+        loads[least] += seconds[i]
+    return sorted((sorted(task) for task in tasks if task), key=lambda task: task[0])
+
+
+def share_of_cores(processes: int) -> int:
+    """Threads for each of ``processes`` processes started together on this machine, so that
+    together they use its cores and no more (at least one each)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, processes))
+
+
 def split_arrays(n_tasks: int, max_array_size: int) -> list[range]:
     """Task index ranges of the arrays a sweep of ``n_tasks`` tasks is submitted as."""
     if max_array_size < 1:
@@ -107,12 +127,29 @@ def _rank() -> tuple[int, int]:
 @dataclass
 class PackedTask:
     """What one array task runs: its runs, one after another (this process's share of them when
-    the task has several processes). Returns each run's status. Picklable (submitit sends it)."""
+    the task has several processes). Returns each run's status. Picklable (submitit sends it).
+
+    ``threads``: torch's and OpenMP's threads in this process, its share of a machine that several
+    walign processes share (launcher=local); on SLURM, the task's own CPUs (SLURM_CPUS_PER_TASK).
+    Each process using every core of a shared machine makes all of them slower, and a compiled
+    step most of all (docs/performance.md). ``gpu``: the one GPU this process uses, if set."""
     runs: list[PackedRun] = field(default_factory=list)
+    threads: int | None = None
+    gpu: int | None = None
+
+    def _claim_resources(self) -> None:
+        threads = self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0) or 0)
+        if threads:
+            import torch
+            torch.set_num_threads(threads)
+            os.environ["OMP_NUM_THREADS"] = os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads)
+        if self.gpu is not None:  # before CUDA starts in this process
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(self.gpu)
 
     def __call__(self) -> list[str]:
         from .app import execute
         from .plugins import import_user_modules
+        self._claim_resources()
         rank, size = _rank()
         statuses = []
         for i, run in enumerate(self.runs):

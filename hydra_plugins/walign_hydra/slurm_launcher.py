@@ -65,25 +65,7 @@ class WalignSlurmLauncher(Launcher):
 
     # ------------------------------------------------------------------------- preparing
     def _runs(self, job_overrides: Sequence[Sequence[str]]) -> list:
-        """A PackedRun per job: its checked RunSpec (results_dir made absolute, for the nodes),
-        its resolved configuration (without Hydra's node) and the plugin modules it needs."""
-        from omegaconf import OmegaConf, open_dict
-
-        from walign.spec import RunSpec
-        from walign.packing import PackedRun
-        from walign.plugins import MODULE_KEYS
-        runs = []
-        configs = getattr(self, "job_configs", None)  # the sweeper's (job_configs.py), when it gave them
-        for overrides in job_overrides:
-            cfg = (configs.get(overrides) if configs is not None
-                   else self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides)))
-            with open_dict(cfg):
-                del cfg["hydra"]
-            spec = RunSpec.from_config(cfg)
-            spec = dataclasses.replace(spec, results_dir=str(Path(spec.results_dir).resolve()))
-            modules = {key: str(cfg[key]) for key in MODULE_KEYS if cfg.get(key)}
-            runs.append(PackedRun(spec, OmegaConf.to_yaml(cfg, resolve=True), modules))
-        return runs
+        return packed_runs(self, job_overrides)
 
     def _executor(self):
         import submitit
@@ -171,6 +153,30 @@ class WalignSlurmLauncher(Launcher):
             status = done["status"] if done else ("running" if holder(directory, lambda *a, **k: None) else "failed")
             returns.append(_job_return(overrides, status))
         return returns
+
+
+def packed_runs(launcher, job_overrides: Sequence[Sequence[str]]) -> list:
+    """A PackedRun per job of ``launcher`` (walign's SLURM or local launcher): its checked RunSpec
+    (results_dir made absolute, for other processes and nodes), its resolved configuration
+    (without Hydra's node) and the plugin modules it needs. The configurations are the sweeper's
+    (job_configs.py) when it handed them over."""
+    from omegaconf import OmegaConf, open_dict
+
+    from walign.packing import PackedRun
+    from walign.plugins import MODULE_KEYS
+    from walign.spec import RunSpec
+    runs = []
+    configs = getattr(launcher, "job_configs", None)
+    for overrides in job_overrides:
+        cfg = (configs.get(overrides) if configs is not None
+               else launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides)))
+        with open_dict(cfg):
+            del cfg["hydra"]
+        spec = RunSpec.from_config(cfg)
+        spec = dataclasses.replace(spec, results_dir=str(Path(spec.results_dir).resolve()))
+        modules = {key: str(cfg[key]) for key in MODULE_KEYS if cfg.get(key)}
+        runs.append(PackedRun(spec, OmegaConf.to_yaml(cfg, resolve=True), modules))
+    return runs
 
 
 def _job_return(overrides, status: str) -> JobReturn:
