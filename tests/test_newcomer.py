@@ -114,3 +114,33 @@ def test_a_torchvision_that_does_not_match_torch_is_one_line(tmp_path):
     assert re.fullmatch(r"walign: error: torchvision \S+ does not work with torch \S+ \(operator torchvision::nms "
                         r"does not exist\): the two must come from one PyTorch release; .*", line), line
     assert not (tmp_path / "r").exists()
+
+
+def test_a_data_set_must_give_the_run_defaults_and_no_option_named_like_a_run_value():
+    """Found writing a plugin from the docs: a config without lr ended every run in an
+    interpolation traceback, and an option called seed silently left the run's identity."""
+    import pytest
+
+    from walign.datasets import DATASETS, register
+    from walign.datasets.image import ImageDataSet
+    for config, words in (({"epochs": 1, "batch_size": 10}, "must give lr"),
+                          ({"epochs": 1, "batch_size": 10, "lr": 1.0, "seed": 3}, "option seed has the name")):
+        with pytest.raises(ValueError, match=words):
+            register("walign_test_bad")(type("Bad", (ImageDataSet,), {"config": config}))
+        assert "walign_test_bad" not in DATASETS
+
+
+def test_a_key_verify_md5_does_not_have_and_a_shape_that_refuses_are_one_line(tmp_path):
+    done = main_py(tmp_path, "verify_md5.kmnist=false", "dataset=kmnist")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "walign: error: verify_md5 has no key 'kmnist' (its keys: cifar10); only those data sets check md5 sums "
+        "(a plugin data set's own folder is added with +verify_md5.kmnist=...)"]
+    made = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_smoke_data.py"), str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    done = main_py(tmp_path, "dataset=small_cifar10", "dataset.train_size=null", f"data_root={tmp_path / 'data'}",
+                   "verify_md5.cifar10=false", "width=4", "epochs=1", f"results_dir={tmp_path / 'results'}")
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == ["walign: error: dataset small_cifar10 needs dataset.train_size "
+                                        "(e.g. 45, 150, ..., 45000)"]

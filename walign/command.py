@@ -155,6 +155,11 @@ def _check_key(cfg, key: str) -> None:
     if head not in cfg or head in NODES or head == "hydra":
         keys = [k for k in cfg if k not in ("hydra",) + NODES] + list(GROUP_DIRS)
         fail(f"no config key {key!r}; keys: {', '.join(keys)}")
+    if rest and OmegaConf.is_dict(cfg[head]) and rest.split(".")[0] not in cfg[head]:  # verify_md5.kmnist
+        known = ", ".join(cfg[head]) or "none"
+        fail(f"{head} has no key {rest.split('.')[0]!r} (its keys: {known})" + (
+            "; only those data sets check md5 sums (a plugin data set's own folder is added with "
+            f"+{key}=...)" if head == "verify_md5" else f"; to add one anyway use +{key}=..."))
 
 
 def _check_slurm_launcher(overrides, multirun: bool) -> None:

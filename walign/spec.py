@@ -151,8 +151,8 @@ class RunSpec:
         from .cost import run_cost
         try:
             weight_bytes = run_cost(self).get("weight_bytes")
-        except NotImplementedError:  # a plugin data set that does not say what its runs cost
-            return
+        except (NotImplementedError, ValueError, TypeError):  # a data set that cannot say (a plugin without
+            return                                              # shape, or options its loading refuses)
         _need(weight_bytes is None or weight_bytes <= limits.MAX_WEIGHT_BYTES,
               f"width {self.width} gives {self.dataset}'s network {weight_bytes / 2**30:.0f} GiB of weights, more "
               f"than any machine's memory (at most {limits.MAX_WEIGHT_BYTES / 2**30:.0f} GiB)")

@@ -25,13 +25,30 @@ DATASETS: dict[str, type["DataSet"]] = {}  # the one list of data set names
 TOP_LEVEL_DEFAULTS = ("epochs", "batch_size", "lr")  # config keys that are defaults of top-level values
 
 
+# the run's own values (walign.spec.RunSpec.identity): a data-set option of the same name would be
+# overwritten in the run's identity, so two runs differing only in it would share a directory
+RUN_VALUES = ("dataset", "rule", "width", "lr", "epochs", "batch_size", "seed", "activation", "parameterization",
+              "optimizer", "arch", "compute_precision", "compile", "scale")
+
+
 def register(name: str):
     """Class decorator: make a data set available as ``dataset=name``. A name is taken once: a
-    plugin cannot silently replace walign's data set (or another plugin's) of the same name."""
+    plugin cannot silently replace walign's data set (or another plugin's) of the same name. Its
+    config must give the run's defaults (epochs, batch_size, lr), and no option may be named like
+    one of the run's own values; either mistake is a ValueError at import, which a plugin's
+    import reports in one line."""
     def add(cls):
         taken = DATASETS.get(name)
         if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
             raise ValueError(f"dataset {name!r} is already registered by {taken.__module__}.{taken.__qualname__}")
+        lacking = [key for key in TOP_LEVEL_DEFAULTS if key not in cls.config]
+        if lacking:
+            raise ValueError(f"dataset {name!r}: its config must give {', '.join(lacking)} (the defaults of the run's "
+                             f"{', '.join(lacking)}; batch_size may be None)")
+        clashing = sorted(set(cls.config) - set(TOP_LEVEL_DEFAULTS) & set(RUN_VALUES))
+        if clashing:
+            raise ValueError(f"dataset {name!r}: option {', '.join(clashing)} has the name of one of the run's own "
+                             f"values; rename it")
         cls.name = name
         DATASETS[name] = cls
         return cls
