@@ -64,7 +64,7 @@ def main(cfg: DictConfig):
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         import_user_modules(cfg)  # in a job process of its own (launcher=local or slurm)
-        spec = RunSpec.from_config(cfg)
+        spec = RunSpec.from_config(cfg, command.sweep_name(HydraConfig.get()) if multirun else "")
     except ConfigError as err:
         command.fail(str(err))
     return run(spec, OmegaConf.to_yaml(cfg, resolve=True), multirun)

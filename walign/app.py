@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 import torch
+import yaml
 
 from . import __version__
 from . import checkpoint, precision
@@ -20,6 +21,7 @@ from .claim import AlreadyRunning, Claim, describe, holder
 from .datasets import load
 from .errors import ConfigError
 from .interrupt import SIGNALS, DeferredSignals, signal_name
+from .loggers import Loggers, RunInfo
 from .machine import device_name
 from .progress import Progress
 from .rules import build_rule
@@ -130,6 +132,7 @@ class Run:
         self.spec, self.data, self.directory, self.device, self.say = spec, data, directory, device, say
         self.release_claim, self.load_seconds = release_claim, load_seconds
         self.signals: DeferredSignals | None = None  # while training
+        self.loggers = Loggers({}, None)             # the run's own, once it is set to train
         self.ckpt_path = directory / checkpoint.CHECKPOINT
         self.batch_size, self.identity = spec.resolved_batch_size(), spec.identity()
         self.cfg = TrainConfig(spec.epochs, spec.lr, self.batch_size, spec.optimizer, spec.seed, spec.eval_test,
@@ -178,6 +181,10 @@ class Run:
             self.records, self.earlier_seconds = list(resume.records), resume.wall_seconds
         # metrics.jsonl holds exactly the checkpointed epochs (a kill may have left one more line)
         write_atomic(self.directory / "metrics.jsonl", "".join(json_line(r) for r in self.records))
+        self.loggers = Loggers(self.spec.loggers, RunInfo(self.directory, self.directory.name, self.spec.sweep,
+                                                          yaml.safe_load(config_yaml or "{}") or {},
+                                                          Path(self.spec.results_dir)), self.say)
+        self.loggers.start(resume.epoch if resume else 0)  # epochs after it are logged again, once
         self.started = time.time()
         self.progress = Progress(self.spec.progress, self.spec.epochs * self.data.train.num_batches(self.batch_size),
                                  f"{self.spec.rule} w{self.spec.width} lr{self.spec.lr:g}")
@@ -218,6 +225,7 @@ class Run:
             if resume.within_epoch:
                 summary["resumed_after_step"] = resume.within_epoch["step"]
         write_json(self.directory / "summary.json", summary)
+        self.loggers.finish(summary)
         if summary["status"] in FINISHED and not self.spec.keep_checkpoint:
             checkpoint.remove(self.ckpt_path)
         if self.signals is not None and self.signals.pending is not None:  # came after the last step: saved
@@ -234,6 +242,7 @@ class Run:
     def on_epoch(self, record: dict) -> None:
         self.records.append(record)
         append_jsonl(self.directory / "metrics.jsonl", record)
+        self.loggers.epoch(record)
         self.progress.epoch(record, self.spec.epochs)
         every = self.spec.checkpoint_every
         if every and (record["epoch"] % every == 0 or record["epoch"] == self.spec.epochs):
@@ -241,6 +250,7 @@ class Run:
 
     def on_signal(self) -> None:
         self.save_checkpoint()
+        self.loggers.close()  # flushed, and marked stopped: the resumed run continues them
         self.release_claim()  # the process ends next (walign.interrupt.DeferredSignals.obey): nothing more is written
         then = ("SLURM requeues the job, which resumes from there" if signal_name(self.signals.pending) == "SIGUSR2"
                 else "run the same command to resume")

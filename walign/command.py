@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 GROUP_DIRS = {"dataset": CONF / "dataset", "rule": CONF / "rule", "task": CONF / "task",
-              "launcher": CONF / "launcher", "sweeps": ROOT / "sweeps"}
+              "launcher": CONF / "launcher", "logger": CONF / "logger", "sweeps": ROOT / "sweeps"}
 NODES = ("dataset", "rule")  # groups whose keys can be set (dataset.root=..., rule.projection=...)
 
 
@@ -34,7 +34,8 @@ def _values(override) -> list[str]:
             return [str(v) for v in override.sweep_string_iterator()]
         except Exception:  # glob() and friends need Hydra's config loader; let Hydra check those
             return []
-    return [str(override.value())]
+    value = override.value()
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]  # logger=[a,b]: each
 
 
 def group_options(group: str) -> list[str]:
@@ -126,7 +127,8 @@ def check_overrides(args: list[str], multirun: bool = False) -> None:
                     noun = key[:-1] if key == "sweeps" else key
                     fail(f"unknown {noun} {value!r}; valid {noun}s: {', '.join(valid)}")
             if _values(o) and key != "launcher":  # the launcher's keys are checked below
-                choices.append(f"{key}={_values(o)[0]}")
+                many = isinstance(o.value(), list) and not o.is_sweep_override()
+                choices.append(f"{key}=[{','.join(_values(o))}]" if many else f"{key}={_values(o)[0]}")
     cfg = compose(choices)
     for o in overrides:
         if not (o.is_hydra_override() or o.is_add() or o.is_delete() or o.key_or_group in GROUP_DIRS):
@@ -157,6 +159,9 @@ def _check_key(cfg, key: str) -> None:
         fail(f"no config key {key!r}; keys: {', '.join(keys)}")
     if rest and OmegaConf.is_dict(cfg[head]) and rest.split(".")[0] not in cfg[head]:  # verify_md5.kmnist
         known = ", ".join(cfg[head]) or "none"
+        if head == "logger":
+            fail(f"{key} sets an option of logger {rest.split('.')[0]}, which is not chosen (chosen: {known}); "
+                 f"add logger={rest.split('.')[0]}, or logger=[A,B] for several")
         fail(f"{head} has no key {rest.split('.')[0]!r} (its keys: {known})" + (
             "; only those data sets check md5 sums (a plugin data set's own folder is added with "
             f"+{key}=...)" if head == "verify_md5" else f"; to add one anyway use +{key}=..."))
@@ -186,6 +191,13 @@ def check_slurm() -> None:
     if probe.returncode != 0:
         reason = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
         fail(f"launcher=slurm cannot reach the SLURM controller: {reason}")
+
+
+def sweep_name(hydra_node) -> str:
+    """A launch's name for the loggers (an MLflow experiment, a W&B group): the sweep file chosen
+    (or 'sweep') and the time Hydra's sweep folder was named by, e.g. 'table6 2026-12-07_01-08-13'."""
+    choice = hydra_node.runtime.choices.get("sweeps") or "sweep"
+    return f"{choice} {Path(str(hydra_node.sweep.dir)).name}"
 
 
 def single_run(args: list[str]):

@@ -17,6 +17,7 @@ from .configs import register_configs
 from .datasets import DATASETS, DataSet
 from . import limits
 from .errors import ConfigError
+from .loggers import check as check_loggers
 from .machine import check_results_dir, parse_device, resolve_device
 from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS
 from .precision import PRECISIONS
@@ -76,11 +77,13 @@ class RunSpec:
     precision: str = "fp32"         # fp32 | tf32 | bf16 (walign/precision.py)
     compile: bool = False           # torch.compile the training step and evaluation (walign/compiled.py)
     scale: str = "full"             # full | smoke: at most a few hundred examples per split (walign/scale.py)
+    loggers: dict = field(default_factory=dict)  # logger name -> its options (walign/loggers/); not identity
+    sweep: str = ""                 # the launch the run belongs to ('' alone): the loggers' experiment, group
 
     @classmethod
-    def from_config(cls, cfg) -> "RunSpec":
-        """The checked spec of a composed config (a Hydra job's, or walign.entry's); ConfigError
-        (one line) for the first wrong value."""
+    def from_config(cls, cfg, sweep: str = "") -> "RunSpec":
+        """The checked spec of a composed config (a Hydra job's, or a single run's); ConfigError
+        (one line) for the first wrong value. ``sweep`` names the launch the run belongs to."""
         from omegaconf import OmegaConf
         # the run's own keys only: Hydra's node (present in a sweep's job configs) is not ours
         c = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
@@ -105,7 +108,7 @@ class RunSpec:
             eval_test=c.get("eval_test", True), progress=str(c.get("progress", "auto")),
             checkpoint_every=c.get("checkpoint_every", 1), keep_checkpoint=c.get("keep_checkpoint", False),
             precision=str(c.get("precision", "fp32")), compile=c.get("compile", False),
-            scale=str(c.get("scale", "full")))
+            scale=str(c.get("scale", "full")), loggers=dict(c.get("logger") or {}), sweep=sweep)
         spec._validate(entry)  # the names were checked above and the rule options resolved
         return spec
 
@@ -143,6 +146,7 @@ class RunSpec:
         _need(self.results_dir.strip() != "", "results_dir is empty; give the directory run folders go under "
               "(default: results)")
         parse_device(self.device)
+        check_loggers(self.loggers)
         self._validate_size()
 
     def _validate_size(self) -> None:

@@ -162,6 +162,7 @@ def packed_runs(launcher, job_overrides: Sequence[Sequence[str]]) -> list:
     (job_configs.py) when it handed them over."""
     from omegaconf import OmegaConf, open_dict
 
+    from walign.command import sweep_name
     from walign.packing import PackedRun
     from walign.plugins import MODULE_KEYS
     from walign.spec import RunSpec
@@ -170,9 +171,10 @@ def packed_runs(launcher, job_overrides: Sequence[Sequence[str]]) -> list:
     for overrides in job_overrides:
         cfg = (configs.get(overrides) if configs is not None
                else launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides)))
+        sweep = sweep_name(cfg.hydra)
         with open_dict(cfg):
             del cfg["hydra"]
-        spec = RunSpec.from_config(cfg)
+        spec = RunSpec.from_config(cfg, sweep)
         spec = dataclasses.replace(spec, results_dir=str(Path(spec.results_dir).resolve()))
         modules = {key: str(cfg[key]) for key in MODULE_KEYS if cfg.get(key)}
         runs.append(PackedRun(spec, OmegaConf.to_yaml(cfg, resolve=True), modules))
