@@ -73,8 +73,8 @@ def test_kernel_score_is_the_cosine_of_the_reshaped_gram_matrices():
 def test_permutation_shuffles_each_kernel_reproducibly():
     ws = [torch.arange(12.0).view(1, 1, 3, 4), torch.arange(8.0).view(2, 1, 2, 2)]
     first, again = permuted(ws), permuted(ws)
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
-    assert all(sorted(p.flatten().tolist()) == sorted(w.flatten().tolist()) for p, w in zip(first, ws))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert all(sorted(p.flatten().tolist()) == sorted(w.flatten().tolist()) for p, w in zip(first, ws, strict=True))
     assert not torch.equal(first[0], ws[0])
 
 
@@ -93,7 +93,7 @@ def train_pair(width, steps=15, lr=2.0, **options):
     optimizer = torch.optim.SGD(rule.params, lr=lr)
     for s in range(steps):
         idx = torch.randperm(60, generator=generator(s))[:20]
-        for p, g in zip(rule.params, rule.pseudo_gradients(x[idx], y[idx]).grads):
+        for p, g in zip(rule.params, rule.pseudo_gradients(x[idx], y[idx]).grads, strict=True):
             p.grad = g
         optimizer.step()
     return rule
@@ -107,19 +107,19 @@ def test_w_star_accumulates_the_frozen_networks_kernel_gradients_with_the_gd_err
     e = 2 * (rule.net(x).detach() - y) / y.numel()
     want = torch.autograd.grad(frozen(x), list(frozen.weights), grad_outputs=e)
     got = rule.pseudo_gradients(x, y).grads[-len(rule.star):]
-    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(got, want))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(got, want, strict=True))
 
 
 def test_first_step_of_gd_and_w_star_is_identical():
     rule = train_pair(6, steps=1)
-    for w, w0, s in zip(rule.net.weights, rule.frozen.weights, rule.star):
+    for w, w0, s in zip(rule.net.weights, rule.frozen.weights, rule.star, strict=True):
         assert torch.allclose(w, s, atol=1e-12) and not torch.allclose(w, w0)
 
 
 def test_permuted_baseline_is_far_below_the_real_score_after_training():
     scores = train_pair(16, permuted=True).scores()
     real, base = scores["kernel"], scores["permuted_kernel"]
-    assert min(real) > 0.5 and all(r > b for r, b in zip(real, base))
+    assert min(real) > 0.5 and all(r > b for r, b in zip(real, base, strict=True))
     assert sum(base) < 0.5 * sum(real)
     assert sum(scores["operator"]) / 7 > 2 * sum(scores["permuted_operator"]) / 7
 

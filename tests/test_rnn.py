@@ -109,7 +109,7 @@ def test_align_ada_matches_the_hand_written_updates_away_from_init(same_step):
     net, x, y = tiny()
     rule = build_rule("align_ada", net, 3, same_step=same_step)
     perturb(rule)
-    for got, want in zip(grads(rule, x, y), reference_align_ada(rule.net, rule.frozen, x, y, same_step)):
+    for got, want in zip(grads(rule, x, y), reference_align_ada(rule.net, rule.frozen, x, y, same_step), strict=True):
         assert torch.allclose(got, want, atol=1e-12), (got - want).abs().max()
 
 
@@ -119,7 +119,7 @@ def test_at_step_zero_align_zero_and_align_ada_plus_same_step_equal_bptt_but_ali
     zero = grads(build_rule("align_zero", AddRNN(6, 4).double(), 5), x, y)
     plus = grads(build_rule("align_ada", AddRNN(6, 4).double(), 5, same_step=True), x, y)
     ada = grads(build_rule("align_ada", AddRNN(6, 4).double(), 5), x, y)
-    for b, z, p in zip(bptt, zero, plus):
+    for b, z, p in zip(bptt, zero, plus, strict=True):
         assert torch.allclose(z, b, atol=1e-12) and torch.allclose(p, b, atol=1e-12)
     names = [k for k, _ in net.named_parameters()]
     w_hh = names.index("w_hh")
@@ -137,17 +137,17 @@ def test_align_zero_is_bptt_through_the_frozen_net_from_the_current_state():
         e = 2 * (rule.net(x) - y) / x.shape[0]
     inputs = [S if k == "state0" else p for k, p in frozen.named_parameters()]
     want = torch.autograd.grad(frozen(x, state0=S), inputs, grad_outputs=e)
-    for got, w in zip(grads(rule, x, y), want):
+    for got, w in zip(grads(rule, x, y), want, strict=True):
         assert torch.allclose(got, w, atol=1e-12)
 
 
 def test_readout_only_trains_the_readout_and_the_initial_state_only():
     net, x, y = tiny(seed=6)
     rule = build_rule("readout_only", net, 2)
-    got = dict(zip([k for k, _ in net.named_parameters()], grads(rule, x, y)))
+    got = dict(zip([k for k, _ in net.named_parameters()], grads(rule, x, y), strict=True))
     assert got["w_in"] is None and got["w_hh"] is None and got["b_h"] is None
     full = dict(zip([k for k, _ in net.named_parameters()],
-                    torch.autograd.grad(sequence_loss(net(x), y), list(net.parameters()))))
+                    torch.autograd.grad(sequence_loss(net(x), y), list(net.parameters())), strict=True))
     for k in ("w_out", "b_o", "state0"):
         assert torch.allclose(got[k], full[k], atol=1e-12)
 

@@ -28,35 +28,35 @@ def batch(n=12, size=8, channels=3, seed=0):
 
 
 def grads_of(rule, x, y):
-    return dict(zip(rule.params, rule.pseudo_gradients(x, y).grads))
+    return dict(zip(rule.params, rule.pseudo_gradients(x, y).grads, strict=True))
 
 
 def move_away_from_init(rule, steps=3, lr=2.0):
     """A few SGD steps with the rule itself so current and initial weights differ."""
     for s in range(steps):
         x, y = batch(seed=100 + s)
-        for p, g in zip(rule.params, rule.pseudo_gradients(x, y).grads):
+        for p, g in zip(rule.params, rule.pseudo_gradients(x, y).grads, strict=True):
             if g is not None:
                 p.data -= lr * g
 
 
 # ------------------------------------------------------------------ references (docs/method.md §5)
 def ref_normal(net, x, y):
-    return dict(zip(net.parameters(), torch.autograd.grad(mse(net(x), y), list(net.parameters()))))
+    return dict(zip(net.parameters(), torch.autograd.grad(mse(net(x), y), list(net.parameters())), strict=True))
 
 
 def ref_align_zero(net, frozen, x, y):
     """Surrogate whose value is the current loss but whose gradient flows through the frozen net."""
     params0 = [p.detach().clone().requires_grad_() for p in frozen.parameters()]
     f0 = copy.deepcopy(frozen)
-    for p, q in zip(f0.parameters(), params0):
+    for p, q in zip(f0.parameters(), params0, strict=True):
         p.data = q.data
     f0.requires_grad_(True)
     with torch.no_grad():
         logits = net(x)
     logits0 = f0(x)
     surrogate = mse(logits + logits0 - logits0.detach(), y)
-    return dict(zip(net.parameters(), torch.autograd.grad(surrogate, list(f0.parameters()))))
+    return dict(zip(net.parameters(), torch.autograd.grad(surrogate, list(f0.parameters())), strict=True))
 
 
 def ref_align_ada(net, frozen, x, y):
@@ -71,7 +71,7 @@ def ref_align_ada(net, frozen, x, y):
     logits = net.head(p.detach())
     logits0 = frozen.head(p0 + p - p.detach())
     loss = mse(logits + logits0 - logits0.detach(), y)
-    return dict(zip(net.parameters(), torch.autograd.grad(loss, list(net.parameters()))))
+    return dict(zip(net.parameters(), torch.autograd.grad(loss, list(net.parameters())), strict=True))
 
 
 def ref_feedback(net, feedback, x, y):
@@ -86,7 +86,7 @@ def ref_feedback(net, feedback, x, y):
     p = net.pool(a)
     back = p @ feedback[-1].t() * net.fc_scale
     logits = p.detach() @ net.fc_weight.t() * net.fc_scale + net.fc_bias + back - back.detach()
-    return dict(zip(net.parameters(), torch.autograd.grad(mse(logits, y), list(net.parameters()))))
+    return dict(zip(net.parameters(), torch.autograd.grad(mse(logits, y), list(net.parameters())), strict=True))
 
 
 def ref_dfa(net, projections, x, y):
@@ -97,12 +97,12 @@ def ref_dfa(net, projections, x, y):
         proj = a.permute(0, 2, 3, 1).reshape(len(x), -1) @ projections[l].t()  # (h, w, c) order
         extra = extra + proj - proj.detach()
     logits = net.head(net.pool(a).detach()) + extra
-    return dict(zip(net.parameters(), torch.autograd.grad(mse(logits, y), list(net.parameters()))))
+    return dict(zip(net.parameters(), torch.autograd.grad(mse(logits, y), list(net.parameters())), strict=True))
 
 
 def ref_last_layer(net, x, y):
     head = [net.fc_weight, net.fc_bias]
-    return dict(zip(head, torch.autograd.grad(mse(net(x), y), head)))
+    return dict(zip(head, torch.autograd.grad(mse(net(x), y), head), strict=True))
 
 
 def reference(rule, x, y):
@@ -135,7 +135,11 @@ def assert_same(got: dict, want: dict, params, atol=1e-10):
 
 # ------------------------------------------------------------------ tests
 def test_registry_holds_the_seven_cnn_rules_and_the_alignment_pair():
-    assert sorted(CNN_RULES + ["gd_wstar"]) == sorted(n for n, families in RULES.items() if "cnn" in families)
+    """walign's own CNN rules (a plugin package installed beside it may add more: only walign's
+    modules are counted)."""
+    own = sorted(n for n, families in RULES.items()
+                 if "cnn" in families and families["cnn"].__module__.startswith("walign."))
+    assert sorted(CNN_RULES + ["gd_wstar"]) == own
     with pytest.raises(KeyError, match="valid rules: align_ada"):
         build_rule("nope", tiny_net(), 0)
 
@@ -156,7 +160,7 @@ def test_first_update_of_every_align_rule_equals_backprop(name):
     x, y = batch(seed=2)
     normal, rule = build_rule("normal", tiny_net(), 11), build_rule(name, tiny_net(), 11)
     got, want = rule.pseudo_gradients(x, y).grads, normal.pseudo_gradients(x, y).grads
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert torch.allclose(g, w, atol=1e-12)
 
 
@@ -165,8 +169,8 @@ def test_last_layer_updates_the_head_as_backprop_does_and_no_conv_layer():
     where backprop's are not zero."""
     x, y = batch(seed=2)
     normal, rule = build_rule("normal", tiny_net(), 11), build_rule("last_layer", tiny_net(), 11)
-    got = dict(zip(rule.params, rule.pseudo_gradients(x, y).grads))
-    want = dict(zip(normal.params, normal.pseudo_gradients(x, y).grads))
+    got = dict(zip(rule.params, rule.pseudo_gradients(x, y).grads, strict=True))
+    want = dict(zip(normal.params, normal.pseudo_gradients(x, y).grads, strict=True))
     head = {id(rule.net.fc_weight): id(normal.net.fc_weight), id(rule.net.fc_bias): id(normal.net.fc_bias)}
     by_id = {id(p): g for p, g in want.items()}
     compared = 0
@@ -175,7 +179,7 @@ def test_last_layer_updates_the_head_as_backprop_does_and_no_conv_layer():
             assert g is not None and torch.allclose(g, by_id[head[id(p)]], atol=1e-12)
             compared += 1
     assert compared == 2
-    for w_rule, w_normal in zip(rule.net.weights, normal.net.weights):
+    for w_rule, w_normal in zip(rule.net.weights, normal.net.weights, strict=True):
         assert got.get(w_rule) is None or not got[w_rule].any()
         assert want[w_normal].abs().max() > 1e-8
 
@@ -184,10 +188,10 @@ def test_last_layer_updates_the_head_as_backprop_does_and_no_conv_layer():
 def test_first_update_of_the_baselines_differs_from_backprop(name):
     x, y = batch(seed=2)
     normal, rule = build_rule("normal", tiny_net(), 11), build_rule(name, tiny_net(), 11)
-    got = dict(zip(rule.net.weights, [g for g, p in zip(rule.pseudo_gradients(x, y).grads, rule.params)
+    got = dict(zip(rule.net.weights, [g for g, p in zip(rule.pseudo_gradients(x, y).grads, rule.params, strict=True)
                                       if p.dim() == 4]))
     want = normal.pseudo_gradients(x, y).grads
-    w0 = next(g for g, p in zip(want, normal.params) if p is normal.net.weights[0])
+    w0 = next(g for g, p in zip(want, normal.params, strict=True) if p is normal.net.weights[0])
     g0 = got[rule.net.weights[0]]
     assert g0 is not None and not torch.allclose(g0, w0, atol=1e-6)
 
@@ -200,7 +204,7 @@ def test_align_zero_is_the_frozen_networks_gradient_with_the_current_error():
     frozen = copy.deepcopy(rule.frozen)
     e = output_error(rule.net(x).detach(), y)
     want = torch.autograd.grad(frozen(x), list(frozen.parameters()), grad_outputs=e)
-    for g, w in zip(rule.pseudo_gradients(x, y).grads, want):
+    for g, w in zip(rule.pseudo_gradients(x, y).grads, want, strict=True):
         assert torch.allclose(g, w, atol=1e-12)
 
 
@@ -238,7 +242,7 @@ def test_fa_with_the_initial_weights_as_feedback_is_align_prop():
     twin_net = copy.deepcopy(prop.net)
     fa = FeedbackAlignment(twin_net, [f.clone() for f in prop.feedback])
     x, y = batch(seed=3)
-    for g, w in zip(fa.pseudo_gradients(x, y).grads, prop.pseudo_gradients(x, y).grads):
+    for g, w in zip(fa.pseudo_gradients(x, y).grads, prop.pseudo_gradients(x, y).grads, strict=True):
         assert torch.allclose(g, w, atol=1e-12)
 
 
@@ -249,11 +253,12 @@ def test_sign_symmetry_of_the_initial_weights_keeps_the_initial_signs(parameteri
     rule = build_rule("sign_symmetry", ConvNet(spec), 7, initial=True)
     w0 = [w.detach().clone() for w in [*rule.net.weights, rule.net.fc_weight]]
     move_away_from_init(rule)
-    assert not all(torch.equal(torch.sign(w), torch.sign(v)) for w, v in zip(w0, [*rule.net.weights, rule.net.fc_weight]))
+    current = [*rule.net.weights, rule.net.fc_weight]
+    assert not all(torch.equal(torch.sign(w), torch.sign(v)) for w, v in zip(w0, current, strict=True))
     scale = [1 / w[0].numel() ** 0.5 if parameterization == "standard" else 1.0 for w in w0]
     x, y = batch(seed=1)
-    assert_same(grads_of(rule, x, y), ref_feedback(rule.net, [torch.sign(w) * s for w, s in zip(w0, scale)], x, y),
-                rule.params)
+    feedback = [torch.sign(w) * s for w, s in zip(w0, scale, strict=True)]
+    assert_same(grads_of(rule, x, y), ref_feedback(rule.net, feedback, x, y), rule.params)
 
 
 def test_dfa_signal_is_the_projected_error_in_hwc_order():
@@ -289,7 +294,7 @@ def test_every_rule_lowers_the_training_loss(name):
     optimizer = torch.optim.SGD(rule.params, lr=0.5)
     first = rule.pseudo_gradients(x, y).loss
     for _ in range(30):
-        for p, g in zip(rule.params, rule.pseudo_gradients(x, y).grads):
+        for p, g in zip(rule.params, rule.pseudo_gradients(x, y).grads, strict=True):
             p.grad = g
         optimizer.step()
     assert rule.pseudo_gradients(x, y).loss < 0.7 * first
@@ -304,7 +309,7 @@ def gap_to_backprop(name: str, width: int, steps: int = 8, lr: float = 1.0) -> f
     for s in range(steps):
         x, y = batch(32, 12, 1, seed=s)
         for rule in rules.values():
-            for p, g in zip(rule.params, rule.pseudo_gradients(x, y).grads):
+            for p, g in zip(rule.params, rule.pseudo_gradients(x, y).grads, strict=True):
                 p.data -= lr * g
     with torch.no_grad():
         normal, other = rules["normal"].net(x_eval), rules[name].net(x_eval)

@@ -119,12 +119,12 @@ def execute(spec: RunSpec, config_yaml: str = "", say=print) -> dict:
             if done := finished_summary(directory, say):  # finished while we waited? a bad file goes aside
                 return already(done)
             clear_damaged(directory, say)
-            return Run(spec, data, directory, device, say, claim.release, load_seconds).execute(config_yaml)
+            return TrainingRun(spec, data, directory, device, say, claim.release, load_seconds).execute(config_yaml)
     except AlreadyRunning as err:
         return running(err.holder, err.age)
 
 
-class Run:
+class TrainingRun:
     """One claimed run in its directory: its state, its records, and the files it writes."""
 
     def __init__(self, spec: RunSpec, data, directory: Path, device: torch.device, say=print,

@@ -56,7 +56,7 @@ MAX_WATCH = 86400  # seconds between two prints of --watch: a day (time.sleep ov
 
 
 @dataclass
-class Run:
+class RunStatus:
     path: str            # relative to the results directory
     state: str           # one of STATES
     detail: str = ""     # the failing line of a failed run, the holder of a running one
@@ -105,22 +105,22 @@ def error_line(directory: Path, summary: dict) -> str:
     return clean(lines[-1] if lines else summary.get("error") or f"no {ERROR_LOG}")
 
 
-def classify(root: Path, rel: str, queued: dict[str, str], host: str) -> Run:
+def classify(root: Path, rel: str, queued: dict[str, str], host: str) -> RunStatus:
     """What the run in ``root / rel`` is (the order is in the module docstring)."""
     directory = root / rel
     verdict = judge(directory)
     if verdict.problem is not None:
-        return Run(rel, "failed", clean(f"{SUMMARY} not believed: {verdict.problem.reason}"))
+        return RunStatus(rel, "failed", clean(f"{SUMMARY} not believed: {verdict.problem.reason}"))
     if verdict.summary is not None:
         detail = error_line(directory, verdict.summary) if verdict.state == "failed" else ""
-        return Run(rel, verdict.state, detail, seconds_of(verdict.summary.get("wall_seconds")),
+        return RunStatus(rel, verdict.state, detail, seconds_of(verdict.summary.get("wall_seconds")),
                    str(verdict.summary.get("device", "")).startswith("cpu"))
     claim, age = read_claim(directory / CLAIM)
     if claim is not None and stale_reason(claim, age, {"host": host, "slurm_job": None}) is None:
-        return Run(rel, "running", clean(describe(claim, age), 400))
+        return RunStatus(rel, "running", clean(describe(claim, age), 400))
     if rel in queued:
-        return Run(rel, "queued", f"SLURM job {queued[rel]}")
-    return Run(rel, verdict.state)
+        return RunStatus(rel, "queued", f"SLURM job {queued[rel]}")
+    return RunStatus(rel, verdict.state)
 
 
 def record_runs(record: dict) -> dict[str, tuple[str | None, float | None, bool]]:
@@ -154,7 +154,7 @@ def sacct_states(jobs: list[str]) -> dict[str, str]:
     return states
 
 
-def time_line(runs: list[Run], estimates: dict[str, float]) -> str:
+def time_line(runs: list[RunStatus], estimates: dict[str, float]) -> str:
     """GPU-hours done and left of the runs on GPUs, CPU-hours done of those on the CPU (see the
     module docstring); only the kinds of device the runs have."""
     gpu, cpu = [run for run in runs if not run.on_cpu], [run for run in runs if run.on_cpu]
@@ -172,7 +172,7 @@ def time_line(runs: list[Run], estimates: dict[str, float]) -> str:
     return "  " + "; ".join(parts)
 
 
-def block(title: str, runs: list[Run], estimates: dict[str, float]) -> list[str]:
+def block(title: str, runs: list[RunStatus], estimates: dict[str, float]) -> list[str]:
     """A header, the counts, the time done and left, and one line per failed and per running run."""
     counts = Counter(run.state for run in runs)
     lines = [title, "  " + ", ".join(f"{counts[state]} {state}" for state in STATES), time_line(runs, estimates)]
