@@ -10,7 +10,8 @@ from walign.nets import ConvNet, NetSpec, batch_stat_norm
 from walign.rules import RULES, build_rule, mse, output_error
 from walign.rules.cnn import FeedbackAlignment
 
-CNN_RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry"]
+CNN_RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry", "usf",
+             "frsf", "brsf"]
 
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -105,7 +106,20 @@ def ref_last_layer(net, x, y):
     return dict(zip(head, torch.autograd.grad(mse(net(x), y), head), strict=True))
 
 
-def reference(rule, x, y):
+def sign_concordant(net, magnitudes):
+    """Feedback |M| o sign(W) of the current weights (the sign-concordant rules, walign/rules/sign_concordant.py)."""
+    return [m * torch.sign(w.detach()) for m, w in zip(magnitudes, [*net.weights, net.fc_weight], strict=True)]
+
+
+def brsf_magnitudes(net, stream):
+    """brSF's magnitudes for one step, from its random stream's state before the step: |N(0, 1)|
+    per weight (NTK), drawn kernel by kernel, then the head."""
+    generator = torch.Generator()
+    generator.set_state(stream)
+    return [torch.randn(w.shape, generator=generator, dtype=w.dtype).abs() for w in [*net.weights, net.fc_weight]]
+
+
+def reference(rule, x, y, stream=None):
     net = rule.net
     if rule.name == "normal":
         return ref_normal(net, x, y)
@@ -119,8 +133,12 @@ def reference(rule, x, y):
         return ref_dfa(net, rule.projections, x, y)
     if rule.name == "last_layer":
         return ref_last_layer(net, x, y)
-    if rule.name == "sign_symmetry":
+    if rule.name in ("sign_symmetry", "usf"):
         return ref_feedback(net, [torch.sign(w.detach()) for w in [*net.weights, net.fc_weight]], x, y)
+    if rule.name == "frsf":
+        return ref_feedback(net, sign_concordant(net, rule.fixed), x, y)
+    if rule.name == "brsf":
+        return ref_feedback(net, sign_concordant(net, brsf_magnitudes(net, stream)), x, y)
     raise AssertionError(rule.name)
 
 
@@ -151,7 +169,9 @@ def test_rule_equals_its_reference_away_from_initialisation(name):
     if hasattr(rule, "frozen"):
         assert not torch.equal(rule.net.weights[2], rule.frozen.weights[2])
     x, y = batch(seed=1)
-    assert_same(grads_of(rule, x, y), reference(rule, x, y), rule.params)
+    stream = rule.generator.get_state() if name == "brsf" else None  # what its next draw starts from
+    got = grads_of(rule, x, y)
+    assert_same(got, reference(rule, x, y, stream), rule.params)
 
 
 @pytest.mark.parametrize("name", ["align_ada", "align_zero", "align_prop"])
@@ -322,3 +342,31 @@ def test_align_trajectories_approach_backprop_as_width_grows(name):
     backprop is clearly smaller in a wide network than in a narrow one."""
     narrow, wide = gap_to_backprop(name, 8), gap_to_backprop(name, 128)
     assert wide < 0.25 * narrow, (narrow, wide)
+
+
+# ------------------------------------------------------------------ the sign-concordant rules
+def test_usf_is_sign_symmetry_and_frsf_draws_fas_feedback_magnitudes_once():
+    """uSF is sign_symmetry under biotorch's name; frSF's |M| are the absolute values of the
+    feedback weights FA draws from the same seed, and stay fixed while the rule trains."""
+    x, y = batch(seed=2)
+    usf, sign = build_rule("usf", tiny_net(), 5), build_rule("sign_symmetry", tiny_net(), 5)
+    for g, w in zip(usf.pseudo_gradients(x, y).grads, sign.pseudo_gradients(x, y).grads, strict=True):
+        assert torch.equal(g, w)
+    frsf, fa = build_rule("frsf", tiny_net(), 5), build_rule("fa", tiny_net(), 5)
+    drawn = [m.clone() for m in frsf.fixed]
+    assert all(torch.equal(m, f.abs()) for m, f in zip(drawn, fa.feedback, strict=True))
+    move_away_from_init(frsf)
+    assert all(torch.equal(m, k) for m, k in zip(drawn, frsf.fixed, strict=True))
+
+
+def test_brsf_draws_new_magnitudes_every_step_and_a_restored_state_draws_on_where_it_was():
+    rule = build_rule("brsf", tiny_net(), 5)
+    first, second = rule.magnitudes(), rule.magnitudes()
+    assert not torch.equal(first[0], second[0]) and all(m.min() >= 0 for m in first)
+    saved = rule.state_dict()
+    expected = rule.magnitudes()
+    twin = build_rule("brsf", tiny_net(), 5)
+    twin.load_state_dict(saved)
+    assert all(torch.equal(a, b) for a, b in zip(twin.magnitudes(), expected, strict=True))
+    with pytest.raises(ValueError, match="no brsf random stream"):
+        twin.load_state_dict({"params": saved["params"]})

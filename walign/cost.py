@@ -27,6 +27,9 @@ no rule needs the gradient of the data; RNN rows are per time step, the head bei
 | dfa | cnn | 1 | 0 | 1 | 1 | 0 | 1 | 1 | forward + weight gradients; e D_l per layer, no input gradients |
 | last_layer | cnn | 1 | 0 | 0 | 1 | 0 | 1 | 0 | forward (no grad) + the head's weight gradient |
 | sign_symmetry | cnn | 1 | 1 | 1 | 1 | 1 | 1 | 0 | as backprop; input gradients through sign(W) |
+| usf | cnn | 1 | 1 | 1 | 1 | 1 | 1 | 0 | as sign_symmetry: input gradients through sign(W) |
+| frsf | cnn | 1 | 1 | 1 | 1 | 1 | 1 | 0 | as backprop; input gradients through abs(M) * sign(W), M fixed |
+| brsf | cnn | 1 | 1 | 1 | 1 | 1 | 1 | 0 | as backprop; the same with M drawn every step (elementwise, not counted) |
 | gd_wstar | cnn | 2 | 2 | 2 | 2 | 2 | 1 | 0 | backprop + the frozen network's forward, input and kernel gradients |
 | normal | rnn | 1 | 1 | 1 | 1 | 1 | 1 | 0 | BPTT |
 | align_ada | rnn | 2 | 1 | 1 | 2 | 1 | 1 | 0 | current forward + local weight gradients; frozen forward + BPTT |

@@ -1,7 +1,7 @@
 """Learning rules. Importing this package registers every rule in ``RULES``: walign's own and
 those of installed plugin packages (entry-point group ``walign.rules``, walign/plugins.py)."""
 from .base import RULES, Rule, Step, mse, output_error, register, rules_for  # noqa: F401
-from . import cnn, gd_wstar, rnn, sign_symmetry  # noqa: F401  (register the rules)
+from . import cnn, gd_wstar, rnn, sign_concordant, sign_symmetry  # noqa: F401  (register the rules)
 from ..plugins import load_entry_points
 
 load_entry_points("walign.rules")
