@@ -11,8 +11,6 @@ one process per visible GPU, each seeing only its own.
 """
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +18,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 
-from .slurm_launcher import _job_return, packed_runs
+from .slurm_launcher import packed_runs, wait_for_runs
 
 # a plain dict, not a dataclass: Hydra's plugin scan executes this module outside sys.modules
 ConfigStore.instance().store(
@@ -77,26 +75,4 @@ class WalignLocalLauncher(Launcher):
                  for k, group in enumerate(groups)]
         print(f"walign local: {len(runs)} runs in {len(tasks)} processes, {threads} threads each"
               + (f", one GPU each of {gpus}" if gpus else ""), flush=True)
-        jobs = executor.submit_array(tasks)
-        for job in jobs:
-            while not job.done():
-                time.sleep(0.5)
-            try:
-                job.results()
-            except Exception as err:  # noqa: BLE001 - the process died (its runs are reported below)
-                last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-                print(f"walign: error: local process {job.job_id} failed: {last}", file=sys.stderr, flush=True)
-        return self._returns(job_overrides, runs)
-
-    @staticmethod
-    def _returns(job_overrides, runs) -> list[JobReturn]:
-        """Each run as its directory says (the sweeper's tally reads these)."""
-        from walign.app import finished_summary
-        from walign.claim import holder
-        returns = []
-        for overrides, run in zip(job_overrides, runs):
-            directory = run.spec.run_directory()
-            done = finished_summary(directory)
-            status = done["status"] if done else ("running" if holder(directory, lambda *a, **k: None) else "failed")
-            returns.append(_job_return(overrides, status))
-        return returns
+        return wait_for_runs(job_overrides, runs, executor.submit_array(tasks), "local process", poll=0.5)

@@ -136,23 +136,30 @@ class WalignSlurmLauncher(Launcher):
 
     def _wait(self, job_overrides, runs, jobs) -> list[JobReturn]:
         """wait=true: block until every task has ended, then report each run as its directory says."""
-        from walign.app import finished_summary
-        from walign.claim import holder
-        for job in jobs:
-            while not job.done():
-                time.sleep(2)
-            try:
-                job.results()
-            except Exception as err:  # noqa: BLE001 - the task died (its runs are reported below)
-                last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-                print(f"walign: error: SLURM task {job.job_id} failed: {last}", file=sys.stderr, flush=True)
-        returns = []
-        for overrides, run in zip(job_overrides, runs):
-            directory = run.spec.run_directory()
-            done = finished_summary(directory)
-            status = done["status"] if done else ("running" if holder(directory, lambda *a, **k: None) else "failed")
-            returns.append(_job_return(overrides, status))
-        return returns
+        return wait_for_runs(job_overrides, runs, jobs, "SLURM task", poll=2.0)
+
+
+def wait_for_runs(job_overrides, runs, jobs, what: str, poll: float) -> list[JobReturn]:
+    """Block until every submitit job has ended (a job that died is one line naming it, ``what``
+    saying what it was), then report each run as its directory says: finished, running in
+    another process, or failed. Walign's SLURM and local launchers both end so."""
+    from walign.app import finished_summary
+    from walign.claim import holder
+    for job in jobs:
+        while not job.done():
+            time.sleep(poll)
+        try:
+            job.results()
+        except Exception as err:  # noqa: BLE001 - the job died (its runs are reported below)
+            last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            print(f"walign: error: {what} {job.job_id} failed: {last}", file=sys.stderr, flush=True)
+    returns = []
+    for overrides, run in zip(job_overrides, runs, strict=True):
+        directory = run.spec.run_directory()
+        done = finished_summary(directory)
+        status = done["status"] if done else ("running" if holder(directory, lambda *a, **k: None) else "failed")
+        returns.append(_job_return(overrides, status))
+    return returns
 
 
 def packed_runs(launcher, job_overrides: Sequence[Sequence[str]]) -> list:
