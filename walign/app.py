@@ -141,8 +141,10 @@ class TrainingRun:
     def new_state(self, resume: checkpoint.Checkpoint | None) -> TrainState:
         """The seed's initial state, with ``resume``'s training state loaded into it if given."""
         torch.manual_seed(self.spec.seed)
+        options = {"arch_options": self.spec.arch_options} if self.spec.arch_options else {}  # (a plugin's
+        # build_net written before architectures had options is called as it was)
         net = self.spec.entry.build_net(self.data, self.spec.width, self.batch_size, self.spec.arch,
-                                        self.spec.activation, self.spec.parameterization).to(self.device)
+                                        self.spec.activation, self.spec.parameterization, **options).to(self.device)
         state = TrainState(build_rule(self.spec.rule, net, self.spec.seed, **self.spec.rule_options), self.cfg)
         if resume is not None:
             state.restore(resume.training)

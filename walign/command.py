@@ -18,9 +18,9 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-GROUP_DIRS = {"dataset": CONF / "dataset", "rule": CONF / "rule", "task": CONF / "task",
+GROUP_DIRS = {"dataset": CONF / "dataset", "rule": CONF / "rule", "arch": CONF / "arch", "task": CONF / "task",
               "launcher": CONF / "launcher", "logger": CONF / "logger", "sweeps": ROOT / "sweeps"}
-NODES = ("dataset", "rule")  # groups whose keys can be set (dataset.root=..., rule.projection=...)
+NODES = ("dataset", "rule", "arch")  # groups whose keys can be set (dataset.root=..., rule.projection=...)
 
 
 def fail(message: str, code: int = 2):
@@ -39,12 +39,13 @@ def _values(override) -> list[str]:
 
 
 def group_options(group: str) -> list[str]:
-    """The choices of a config group: its YAML files, and the registered rules or data sets."""
+    """The choices of a config group: its YAML files, and the registered rules, data sets or architectures."""
+    from walign.archs import ARCHS
     from walign.datasets import DATASETS
     from walign.rules import RULES
     folder = GROUP_DIRS[group]
     names = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
-    return sorted(names | set({"rule": RULES, "dataset": DATASETS}.get(group, ())))
+    return sorted(names | set({"rule": RULES, "dataset": DATASETS, "arch": [*ARCHS, "auto"]}.get(group, ())))
 
 
 def hydra_flags(args: list[str]):
@@ -144,8 +145,8 @@ def _check_key(cfg, key: str) -> None:
         option, known = rest.split(".")[0], list(cfg[head])
         if option in known:
             return
-        if head == "rule":
-            fail(f"rule {cfg.rule.name} has no option {option!r}; its options: "
+        if head in ("rule", "arch"):
+            fail(f"{head} {cfg[head].name} has no option {option!r}; its options: "
                  f"{', '.join(k for k in known if k != 'name') or 'none'}")
         # a data set refuses keys it does not declare (walign.datasets.DataSet.check), so no
         # +dataset.KEY hint: name the data sets that have the key instead

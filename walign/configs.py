@@ -17,6 +17,7 @@ conf/rule/ holds only presets, which name a rule in their defaults list and chan
 """
 from __future__ import annotations
 
+from .archs import ARCHS
 from .datasets import DATASETS
 from .rules import RULES
 from .rules.options import declared
@@ -39,11 +40,14 @@ def rule_node(name: str) -> dict:
 
 
 def register_configs() -> None:
-    """Put every registered rule's and data set's node into Hydra's ConfigStore (groups ``rule``
-    and ``dataset``); idempotent."""
+    """Put every registered rule's, data set's and architecture's node into Hydra's ConfigStore
+    (groups ``rule``, ``dataset`` and ``arch``); idempotent."""
     from hydra.core.config_store import ConfigStore
     store = ConfigStore.instance()
     for name in RULES:
         store.store(group="rule", name=name, node=rule_node(name), provider="walign")
     for name, entry in DATASETS.items():
         store.store(group="dataset", name=name, node=entry.node(), provider="walign")
+    store.store(group="arch", name="auto", node={"name": "auto"}, provider="walign")
+    for name, entry in ARCHS.items():
+        store.store(group="arch", name=name, node=entry.node(), provider="walign")

@@ -8,10 +8,12 @@ What is counted: the convolutions and matrix products, at 2 FLOPs per multiply-a
 work (batch norm, activations, pooling, the loss, the optimizer) is left out: per conv layer it is
 a few operations per output element, against 9 * C_in multiply-adds for the convolution.
 
-A conv layer with input C_in channels and output C_out x H_out x W_out (3x3 kernel, TF 'SAME'
-padding: H_out = ceil(H_in / stride)) costs 2 * B * H_out * W_out * C_out * 9 * C_in FLOPs for
-each of its three products: the forward, the input gradient and the weight gradient. The head
-(pooled features -> classes) costs 2 * B * width * classes for each of its three.
+The shapes come from the network itself: each architecture entry's ``geometry`` (walign/archs/),
+the same description the network's weights are built from. A weight layer with C_in inputs,
+C_out outputs, k kernel taps and P output positions (a 3x3 conv: k = 9, P = H_out * W_out; a
+linear map: k = P = 1) costs 2 * B * P * C_out * k * C_in FLOPs for each of its three products:
+the forward, the input gradient and the weight gradient. The head (pooled features F -> classes)
+costs 2 * B * F * classes for each of its three.
 
 What one step of each rule computes, from the ``passes`` attribute of its class (walign/rules/base.py
 ``Passes``; F forward, I input gradient, W weight gradient; conv I counts layers 2..L only, since
@@ -66,12 +68,23 @@ KERNEL_TAPS = 9  # 3 x 3
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def geometry(arch: str, width: int, channels: int = 3, image_size: int = 32, classes: int = 10,
+             arch_options: dict | None = None):
+    """The weight layers and head of architecture ``arch`` (walign/archs/) for these inputs."""
+    from .archs import entry
+    from .datasets.base import DataShape
+    return entry(arch).geometry(DataShape(0, 0, 0, channels, image_size, classes, arch), width, **(arch_options or {}))
+
+
 def conv_layers(arch: str, width: int, channels: int = 3, image_size: int = 32,
                 strides: list[int] | None = None) -> list[tuple[int, int, int, int]]:
-    """(C_in, C_out, H_out, W_out) of every conv layer, as walign.nets.ConvNet builds them."""
-    from .nets import ARCHITECTURES
+    """(C_in, C_out, H_out, W_out) of every conv layer of one of the paper's networks, or of the
+    chain of 3x3 convolutions with ``strides`` that the alignment estimator scores."""
+    if strides is None:
+        return [(l.c_in, l.c_out, math.isqrt(l.positions), math.isqrt(l.positions))
+                for l in geometry(arch, width, channels, image_size).layers]
     layers, size = [], image_size
-    for stride in strides or ARCHITECTURES[arch]:
+    for stride in strides:
         size = -(-size // stride)
         layers.append((channels, width, size, size))
         channels = width
@@ -90,30 +103,32 @@ def rule_passes(rule: str, family: str = "cnn"):
 
 
 def step_flops(rule: str, width: int, batch: int, arch: str = "cifar", channels: int = 3, image_size: int = 32,
-               classes: int = 10, rule_options: dict | None = None, passes=None) -> dict:
-    """FLOPs of one CNN training step, by kind: conv ``forward``, ``input_grad`` (layers 2..L),
-    ``weight_grad``, the ``head``'s three, DFA's ``projection``, and their ``total``. ``layers``
-    holds one conv pass per layer (the unit everything else is counted in)."""
+               classes: int = 10, rule_options: dict | None = None, passes=None,
+               arch_options: dict | None = None) -> dict:
+    """FLOPs of one training step of a feed-forward network, by kind: the weight layers'
+    ``forward``, ``input_grad`` (layers 2..L), ``weight_grad``, the ``head``'s three, DFA's
+    ``projection``, and their ``total``. ``layers`` holds one pass per layer (the unit everything
+    else is counted in)."""
     p = passes or rule_passes(rule, "cnn")
-    layers = conv_layers(arch, width, channels, image_size)
-    unit = [conv_pass(batch, layer) for layer in layers]
-    head = 2 * batch * width * classes
+    shapes = geometry(arch, width, channels, image_size, classes, arch_options)
+    unit = [2 * batch * layer.macs() for layer in shapes.layers]
+    head = 2 * batch * shapes.features * classes
     out = {"layers": unit, "forward": p.forward * sum(unit), "input_grad": p.input_grad * sum(unit[1:]),
            "weight_grad": p.weight_grad * sum(unit),
            "head": (p.head_forward + p.head_input_grad + p.head_weight_grad) * head, "projection": 0}
     if p.projection:
         shared = (rule_options or {}).get("projection", "full") == "shared"
-        out["projection"] = p.projection * sum(2 * batch * classes * (c if shared else c * h * w)
-                                               for _, c, h, w in layers)
+        out["projection"] = p.projection * sum(2 * batch * classes * l.c_out * (1 if shared else l.positions)
+                                               for l in shapes.layers)
     out["total"] = sum(out[k] for k in ("forward", "input_grad", "weight_grad", "head", "projection"))
     return out
 
 
 def forward_flops(width: int, batch: int, arch: str = "cifar", channels: int = 3, image_size: int = 32,
-                  classes: int = 10) -> int:
-    """One forward pass of the CNN (what evaluation costs per batch)."""
-    layers = conv_layers(arch, width, channels, image_size)
-    return sum(conv_pass(batch, layer) for layer in layers) + 2 * batch * width * classes
+                  classes: int = 10, arch_options: dict | None = None) -> int:
+    """One forward pass of the network (what evaluation costs per batch)."""
+    shapes = geometry(arch, width, channels, image_size, classes, arch_options)
+    return sum(2 * batch * layer.macs() for layer in shapes.layers) + 2 * batch * shapes.features * classes
 
 
 def rnn_step_flops(rule: str, width: int, batch: int = 50, length: int = 100, passes=None) -> dict:
@@ -136,7 +151,7 @@ def scoring_flops(width: int, arch: str = "cifar", channels: int = 3, image_size
                   iterations: int = 100, probes: int = 100, permuted: bool = False,
                   score_layers: int | None = None, score_strides: list[int] | None = None) -> int:
     """One alignment scoring (walign.rules.gd_wstar.GradientDescentWithWStar.scores)."""
-    from .nets import ARCHITECTURES
+    from .nets import ARCHITECTURES  # the estimator scores the paper's conv chains only
     strides = list(score_strides or ARCHITECTURES[arch][:score_layers or len(ARCHITECTURES[arch])])
     kernels = 3 if permuted else 2
     total = 0
@@ -160,7 +175,8 @@ def cnn_run_cost(spec, shape) -> dict:
     train_size, val_size, test_size = smoke_sizes(shape.train, shape.val, shape.test, spec.scale)
     shape = dataclasses.replace(shape, train=train_size, val=val_size, test=test_size)
     arch = shape.arch if spec.arch == "auto" else spec.arch
-    net = dict(arch=arch, channels=shape.channels, image_size=shape.image_size, classes=shape.classes)
+    net = dict(arch=arch, channels=shape.channels, image_size=shape.image_size, classes=shape.classes,
+               arch_options=spec.resolved_arch_options())
     step = step_flops(spec.rule, spec.width, batch, rule_options=options, **net)["total"]
     steps, rest = divmod(shape.train, batch)
     train = steps * step
@@ -170,6 +186,7 @@ def cnn_run_cost(spec, shape) -> dict:
     images = sum(n if not shape.whole_batches else n // batch * batch
                  for n in (shape.val, shape.test if spec.eval_test else 0))
     evaluation = images * forward_flops(spec.width, 1, **net)
+    shapes = geometry(width=spec.width, **net)
     alignment = 0
     if spec.rule == "gd_wstar":
         scorings = scored_epochs(options.get("score_epochs", [epochs]), epochs)
@@ -177,10 +194,7 @@ def cnn_run_cost(spec, shape) -> dict:
             spec.width, arch, shape.channels, shape.image_size, options.get("iterations", 100),
             options.get("probes", 100), bool(options.get("permuted", False)), options.get("score_layers"),
             options.get("score_strides"))
-    weights = sum(KERNEL_TAPS * c_in * c_out for c_in, c_out, _, _ in conv_layers(arch, spec.width, shape.channels,
-                                                                                    shape.image_size))
-    weights += spec.width * shape.classes
-    return {**_whole_run(step, steps, train, evaluation, alignment, epochs), "weight_bytes": 4 * weights}
+    return {**_whole_run(step, steps, train, evaluation, alignment, epochs), "weight_bytes": 4 * shapes.weight_count()}
 
 
 def rnn_run_cost(spec) -> dict:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs.base import Geometry, Layer
 from .feedback import FeedbackConv2d, FeedbackLinear
 
 BN_EPS = 1e-6
@@ -100,27 +101,43 @@ class NetSpec:
             raise ValueError(f"width must be a positive integer, got {self.width}")
 
 
+def conv_geometry(spec: NetSpec) -> Geometry:
+    """The conv layers' and the head's shapes of the ConvNet ``spec`` describes: what the network
+    is built from and what walign/cost.py counts (TF 'SAME' padding: H_out = ceil(H_in / stride))."""
+    layers, channels, size = [], spec.in_channels, spec.image_size
+    for stride in ARCHITECTURES[spec.arch]:
+        size = math.ceil(size / stride)
+        layers.append(Layer(channels, spec.width, KERNEL * KERNEL, size * size))
+        channels = spec.width
+    return Geometry(tuple(layers), spec.width, spec.num_classes)
+
+
 class ConvNet(nn.Module):
-    """Conv -> per-element batch norm -> activation, repeated; global average pool; linear head."""
+    """Conv -> per-element batch norm -> activation, repeated; global average pool; linear head.
+
+    It offers every capability of walign/archs/base.py: a head, feedback weights, layer taps and
+    the chain of 3x3 convolutions the alignment estimator scores."""
     family = "cnn"
+    capabilities = frozenset({"forward", "head", "feedback", "layers", "scoring"})
 
     def __init__(self, spec: NetSpec):
         super().__init__()
         self.spec = spec
         self.strides = ARCHITECTURES[spec.arch]
         self.act = ACTIVATIONS[spec.activation]
+        self.parameterization, self.num_classes = spec.parameterization, spec.num_classes
         ntk = spec.parameterization == "ntk"
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         self.pads, self.scales, self.feature_shapes = [], [], []
-        channels, size = spec.in_channels, spec.image_size
-        for stride in self.strides:
-            self.weights.append(nn.Parameter(torch.zeros(spec.width, channels, KERNEL, KERNEL)))
-            self.biases.append(nn.Parameter(torch.zeros(spec.width)))
+        size = spec.image_size
+        for stride, layer in zip(self.strides, conv_geometry(spec).layers, strict=True):
+            self.weights.append(nn.Parameter(torch.zeros(layer.c_out, layer.c_in, KERNEL, KERNEL)))
+            self.biases.append(nn.Parameter(torch.zeros(layer.c_out)))
             pad = same_padding(size, stride)
             self.pads.append((pad[0], pad[1], pad[0], pad[1]))  # F.pad order: left, right, top, bottom
-            self.scales.append(1 / math.sqrt(KERNEL * KERNEL * channels) if ntk else 1.0)
-            channels, size = spec.width, math.ceil(size / stride)
-            self.feature_shapes.append((channels, size, size))
+            self.scales.append(1 / math.sqrt(KERNEL * KERNEL * layer.c_in) if ntk else 1.0)
+            size = math.ceil(size / stride)
+            self.feature_shapes.append((layer.c_out, size, size))
         self.fc_weight = nn.Parameter(torch.zeros(spec.num_classes, spec.width))
         self.fc_bias = nn.Parameter(torch.zeros(spec.num_classes))
         self.fc_scale = 1 / math.sqrt(spec.width) if ntk else 1.0
@@ -157,14 +174,37 @@ class ConvNet(nn.Module):
             z = FeedbackLinear.apply(p, self.fc_weight, feedback)
         return z * self.fc_scale + self.fc_bias
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the head reads."""
+        a = x
+        for l in range(self.depth):
+            a = self.activation(self.layer(l, a))
+        return self.pool(a)
+
     def forward(self, x: torch.Tensor, feedback: list[torch.Tensor] | None = None) -> torch.Tensor:
         a = x
         for l in range(self.depth):
             a = self.activation(self.layer(l, a, None if feedback is None else feedback[l]))
         return self.head(self.pool(a), None if feedback is None else feedback[-1])
 
+    def feedback_weights(self) -> list[nn.Parameter]:
+        """The weights whose transposes carry the error down: the conv kernels, then the head."""
+        return [*self.weights, self.fc_weight]
 
-def draw_like(rng: np.random.RandomState, net: ConvNet, l: int) -> torch.Tensor:
+    def draw_like(self, rng: np.random.RandomState, l: int) -> torch.Tensor:
+        return _draw_like_convnet(rng, self, l)
+
+    def initialize(self, seed: int, draw_extra: "ExtraDraw | None" = None) -> list[torch.Tensor]:
+        return _initialize_convnet(self, seed, draw_extra)
+
+
+def draw_like(rng: np.random.RandomState, net: nn.Module, l: int) -> torch.Tensor:
+    """One float64 draw shaped and scaled like weight ``l`` of ``net.feedback_weights()`` (the
+    network's own ``draw_like``): what FA-style rules draw their feedback weights with."""
+    return net.draw_like(rng, l)
+
+
+def _draw_like_convnet(rng: np.random.RandomState, net: ConvNet, l: int) -> torch.Tensor:
     """One float64 draw shaped like parameter ``l`` of ``net`` (conv kernel l, or the head when
     l == net.depth), at the parameterisation's scale, in the released code's layout (docs/method.md §1.3):
     a kernel is drawn as a (C_out, 9*C_in) matrix in (kh, kw, c_in) column order."""
@@ -182,7 +222,14 @@ def draw_like(rng: np.random.RandomState, net: ConvNet, l: int) -> torch.Tensor:
 ExtraDraw = Callable[[np.random.RandomState, int], "torch.Tensor | None"]
 
 
-def initialize(net: ConvNet, seed: int, draw_extra: ExtraDraw | None = None) -> list[torch.Tensor]:
+def initialize(net: nn.Module, seed: int, draw_extra: ExtraDraw | None = None) -> list[torch.Tensor]:
+    """Draw ``net``'s initial weights for ``seed`` (its own ``initialize``; a rule calls this for
+    whatever network it trains). ``draw_extra(rng, i)`` is called after weight i of
+    ``net.feedback_weights()`` is drawn, with the network's random stream; returns what it drew."""
+    return net.initialize(seed, draw_extra)
+
+
+def _initialize_convnet(net: ConvNet, seed: int, draw_extra: ExtraDraw | None = None) -> list[torch.Tensor]:
     """Draw the initial weights with numpy's legacy RNG in the released code's order (docs/method.md §1.3).
 
     Conv kernels in layer order, then the head; biases are zero. A rule with random state of its
@@ -196,7 +243,7 @@ def initialize(net: ConvNet, seed: int, draw_extra: ExtraDraw | None = None) -> 
     with torch.no_grad():
         for l in range(net.depth + 1):
             weight, bias = (net.weights[l], net.biases[l]) if l < net.depth else (net.fc_weight, net.fc_bias)
-            weight.copy_(draw_like(rng, net, l))
+            weight.copy_(_draw_like_convnet(rng, net, l))
             bias.zero_()
             extra = draw_extra(rng, l) if draw_extra is not None else None
             if extra is not None:

@@ -1,12 +1,12 @@
-"""Rules and data sets from outside walign: installed packages and quick experiment modules.
+"""Rules, data sets and architectures from outside walign: installed packages and quick experiment modules.
 
-* A package declares its modules under the entry-point group ``walign.rules`` or
-  ``walign.datasets`` (in its setup.cfg or pyproject.toml, e.g. ``my_rule = my_rule_package``);
-  every such module is imported when ``walign.rules`` (or ``walign.datasets``) is, and its
-  ``@register`` decorators add its rules (data sets) to the registry.
-* ``+rule_module=NAME`` or ``+dataset_module=NAME`` on the command line imports the module NAME
-  (from the working directory or anywhere on sys.path) before the configuration is checked: a rule
-  or a data set in a single file, no package needed.
+* A package declares its modules under the entry-point group ``walign.rules``,
+  ``walign.datasets`` or ``walign.archs`` (in its setup.cfg or pyproject.toml, e.g.
+  ``my_rule = my_rule_package``); every such module is imported when ``walign.rules`` (or
+  ``walign.datasets``, ``walign.archs``) is, and its ``@register`` decorators add its entries.
+* ``+rule_module=NAME``, ``+dataset_module=NAME`` or ``+arch_module=NAME`` on the command line
+  imports the module NAME (from the working directory or anywhere on sys.path) before the
+  configuration is checked: a rule, a data set or a network in a single file, no package needed.
 
 A plugin that fails to import is reported in one line on stderr and skipped, so one broken
 package cannot stop runs of the other rules and data sets.
@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 
 from .errors import ConfigError
 
-MODULE_KEYS = ("rule_module", "dataset_module")  # config keys naming a user's module to import first
+MODULE_KEYS = ("rule_module", "dataset_module", "arch_module")  # config keys naming a user's module to import first
 
 
 def load_entry_points(group: str) -> list[str]:

@@ -19,7 +19,8 @@ from . import limits
 from .errors import ConfigError
 from .loggers import check as check_loggers
 from .machine import check_results_dir, parse_device, resolve_device
-from .nets import ACTIVATIONS, ARCHITECTURES, PARAMETERIZATIONS
+from .archs import ARCHS, CAPABILITIES, missing
+from .nets import ACTIVATIONS, PARAMETERIZATIONS
 from .precision import PRECISIONS
 from .rules import RULES, rules_for
 from .rules.options import resolve as resolve_rule_options
@@ -63,6 +64,7 @@ class RunSpec:
     seed: int
     activation: str = "relu"
     arch: str = "auto"
+    arch_options: dict = field(default_factory=dict)  # the architecture's options (arch.depth=...)
     parameterization: str = "ntk"
     optimizer: str = "sgd"
     device: str = "auto"
@@ -92,6 +94,9 @@ class RunSpec:
         name = rule.pop("name")
         entry = _known(ds.get("name"), name)
         loading, data_options = entry.split_options(ds)
+        arch = c.get("arch", "auto")
+        arch, arch_options = (str(arch), {}) if not isinstance(arch, dict) else \
+            (str(arch.get("name")), {k: v for k, v in arch.items() if k != "name"})
         optimizer = c.get("optimizer", "auto")
         if optimizer == "auto":
             optimizer = "adam" if c.get("parameterization") == "standard" else "sgd"
@@ -100,7 +105,7 @@ class RunSpec:
             lr = float(lr)
         spec = cls(
             dataset=entry.name, rule=name, width=c["width"], lr=lr, epochs=c["epochs"],
-            batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"], arch=str(c.get("arch", "auto")),
+            batch_size=c["batch_size"], seed=c["seed"], activation=c["activation"], arch=arch, arch_options=arch_options,
             parameterization=c["parameterization"], optimizer=optimizer, device=str(c["device"]),
             results_dir=str(c["results_dir"] if c["results_dir"] is not None else ""),
             loading=loading, data_options=data_options,
@@ -134,6 +139,7 @@ class RunSpec:
               f"batch_size {limits.problem('batch_size', self.batch_size)} (or null: the data set's own)")
         self._validate_choices()
         entry.check(self.loading, self.data_options)
+        self._validate_arch(entry)
         examples = entry.train_examples(self.data_options)
         _need(examples is None or self.resolved_batch_size() <= examples,
               f"batch_size {self.resolved_batch_size()} exceeds the {examples} training examples of {self.dataset}")
@@ -149,6 +155,50 @@ class RunSpec:
         check_loggers(self.loggers)
         self._validate_size()
 
+    def _validate_arch(self, entry: type[DataSet]) -> None:
+        """The architecture exists, takes these options, is of the data set's family and offers
+        what the rule needs (``auto``: the data set's own network, when it names a registered one)."""
+        if self.arch == "auto":
+            _need(not self.arch_options, f"arch auto (the data set's own network) takes no options, got "
+                  f"{', '.join(sorted(self.arch_options))}")
+            try:
+                shape = entry.shape(self.data_options) if entry.family == "cnn" else None
+            except (ValueError, TypeError):  # options its loading refuses: said when it loads
+                shape = None
+            arch = ARCHS.get(getattr(shape, "arch", None) or ("add_rnn" if entry.family == "rnn" else ""))
+            if arch is None:
+                return
+        else:
+            _need(self.arch in ARCHS, f"arch must be auto or one of {', '.join(sorted(ARCHS))}, got {self.arch!r}")
+            arch = ARCHS[self.arch]
+            arch.resolve(self.arch_options)
+        _need(arch.family == entry.family, f"arch {arch.name} is a {arch.family} network; dataset {self.dataset} "
+              f"is learned by a {entry.family} one")
+        lacking = missing(arch, RULES[self.rule][self.family].needs)
+        if lacking:
+            able = [name for name, impl in sorted(RULES.items()) if self.family in impl
+                    and not missing(arch, impl[self.family].needs)]
+            raise ConfigError(f"rule {self.rule} needs {'; '.join(f'{CAPABILITIES[c]} ({c!r})' for c in lacking)}, "
+                              f"which arch {arch.name} does not offer; rules it can train: {', '.join(able) or 'none'}")
+
+    def arch_entry(self):
+        """The architecture entry the run builds (the data set's own for ``auto``), or None for a
+        data set whose own network is not a registered one."""
+        if self.arch != "auto":
+            return ARCHS[self.arch]
+        if self.family == "rnn":
+            return ARCHS["add_rnn"]
+        try:
+            shape = self.entry.shape(self.data_options)
+        except (ValueError, TypeError):
+            return None
+        return ARCHS.get(getattr(shape, "arch", None))
+
+    def resolved_arch_options(self) -> dict:
+        """The architecture's options with its defaults filled in."""
+        entry = self.arch_entry() if self.arch != "auto" else None
+        return {**entry.options(), **self.arch_options} if entry is not None else {}
+
     def _validate_size(self) -> None:
         """A width whose network could fit in no machine's memory is refused here, in one line,
         instead of failing in torch's allocator after the run directory was made."""
@@ -163,7 +213,7 @@ class RunSpec:
 
     def _validate_choices(self) -> None:
         """The values that must be one of a list, and the flags that must be true or false."""
-        for key, valid, auto in (("arch", ARCHITECTURES, True), ("activation", ACTIVATIONS, False),
+        for key, valid, auto in (("activation", ACTIVATIONS, False),
                                  ("parameterization", PARAMETERIZATIONS, False), ("optimizer", OPTIMIZERS, True),
                                  ("progress", PROGRESS_MODES, False), ("precision", PRECISIONS, False),
                                  ("scale", SCALES, False)):
@@ -203,6 +253,7 @@ class RunSpec:
                 "width": self.width, "lr": self.lr, "epochs": self.epochs, "batch_size": self.resolved_batch_size(),
                 "seed": self.seed, "activation": self.activation, "parameterization": self.parameterization,
                 "optimizer": self.optimizer, **({"arch": self.arch} if self.arch != "auto" else {}),
+                **{f"arch_{k}": v for k, v in self.resolved_arch_options().items()},
                 # keys added later enter only away from their old behaviour: existing runs keep their names
                 **({"compute_precision": self.precision} if self.precision != "fp32" else {}),
                 **({"compile": True} if self.compile else {}),

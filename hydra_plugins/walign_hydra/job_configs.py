@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-GROUPS = ("dataset", "rule", "task", "launcher", "logger", "sweeps")  # walign's config groups (conf/, sweeps/)
+GROUPS = ("dataset", "rule", "arch", "task", "launcher", "logger", "sweeps")  # walign's config groups (conf/, sweeps/)
 
 
 class JobConfigs:

@@ -120,7 +120,7 @@ class Add(DataSet):
         return size if isinstance(size, int) and not isinstance(size, bool) else None
 
     @classmethod
-    def build_net(cls, data, width, batch_size, arch, activation, parameterization):
+    def build_net(cls, data, width, batch_size, arch, activation, parameterization, arch_options=None):
         from ..rnn import AddRNN
         return AddRNN(width, batch_size).to(data.dtype)
 

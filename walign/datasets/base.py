@@ -162,8 +162,10 @@ class DataSet:
         raise NotImplementedError
 
     @classmethod
-    def build_net(cls, data, width: int, batch_size: int, arch: str, activation: str, parameterization: str):
-        """The network that learns the loaded ``data``."""
+    def build_net(cls, data, width: int, batch_size: int, arch: str, activation: str, parameterization: str,
+                  arch_options: dict | None = None):
+        """The network that learns the loaded ``data``: ``arch`` (walign/archs/, with its options) or,
+        for ``auto``, the data set's own."""
         raise NotImplementedError
 
     @classmethod

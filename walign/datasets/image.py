@@ -1,4 +1,5 @@
-"""What the image data sets share: classification summaries, the paper's CNN, and its cost."""
+"""What the image data sets share: classification summaries, the network (the paper's CNN for
+``arch=auto``, any registered architecture otherwise), and its cost."""
 from __future__ import annotations
 
 from .base import DataSet
@@ -6,16 +7,19 @@ from .splits import CLASSIFICATION_KEYS, Data
 
 
 class ImageDataSet(DataSet):
-    """An image classification data set learned by walign.nets.ConvNet."""
+    """An image classification data set, learned by its own paper network or the one ``arch`` names."""
     family = "cnn"
     summary_keys = CLASSIFICATION_KEYS
     summarize = staticmethod(Data.summarize)
 
     @classmethod
-    def build_net(cls, data, width: int, batch_size: int, arch: str, activation: str, parameterization: str):
-        from ..nets import ConvNet, NetSpec
-        return ConvNet(NetSpec(data.arch if arch == "auto" else arch, width, data.in_channels, data.image_size,
-                               data.num_classes, activation, parameterization))
+    def build_net(cls, data, width: int, batch_size: int, arch: str, activation: str, parameterization: str,
+                  arch_options: dict | None = None):
+        from ..archs import entry
+        from .base import DataShape
+        shape = DataShape(0, 0, 0, data.in_channels, data.image_size, data.num_classes, data.arch)
+        return entry(data.arch if arch == "auto" else arch).create(shape, width, batch_size, activation,
+                                                                    parameterization, arch_options or {})
 
     @classmethod
     def flops(cls, spec) -> dict:

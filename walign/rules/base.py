@@ -92,6 +92,10 @@ class Rule:
     name = "?"
     family = "?"
     passes = Passes()  # what one step computes (see Passes); backprop's counts unless a rule says otherwise
+    # What the rule needs of the network (walign/archs/base.py CAPABILITIES); a run on an architecture
+    # that lacks one is refused in one line. A rule that says nothing is taken to need everything the
+    # paper's networks offer, so it runs on them (and on any network offering as much) and nowhere else.
+    needs: frozenset = frozenset({"forward", "head", "feedback", "layers", "scoring"})
     # Options added after runs existed, at the value that reproduces the behaviour before them: at
     # that value an option stays out of the run's identity, so those runs keep their directories.
     identity_omits: dict = {}

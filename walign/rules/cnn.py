@@ -36,6 +36,7 @@ def _local_forward(net: ConvNet, x: torch.Tensor):
 class Normal(Rule):
     """Backprop: the exact gradient of the loss."""
     passes = Rule.passes  # forward, input gradients (layers 2..L), weight gradients; the head alike
+    needs = frozenset({"forward"})
 
     @classmethod
     def create(cls, net, seed):
@@ -50,6 +51,7 @@ class Normal(Rule):
 class LastLayer(Rule):
     """Train the linear head only; the conv layers keep their initial weights."""
     passes = Rule.passes.replace(input_grad=0, weight_grad=0, head_input_grad=0)  # convs forward only
+    needs = frozenset({"forward", "head"})
 
     @classmethod
     def create(cls, net, seed):
@@ -59,10 +61,7 @@ class LastLayer(Rule):
     def pseudo_gradients(self, x, target):
         net = self.net
         with torch.no_grad():
-            a = x
-            for l in range(net.depth):
-                a = net.activation(net.layer(l, a))
-            p = net.pool(a)
+            p = net.features(x)
         logits = net.head(p)
         loss = mse(logits, target)
         head = [net.fc_weight, net.fc_bias]
@@ -74,6 +73,7 @@ class AlignZero(Rule):
     """theta <- theta - lr * J_{theta0}(x)^T e: the frozen initial network's parameter gradient,
     driven by the current network's output error (eq. 15)."""
     passes = Rule.passes.replace(forward=2, head_forward=2)  # current forward; frozen forward + both gradients
+    needs = frozenset({"forward"})
 
     def __init__(self, net):
         super().__init__(net)
@@ -105,6 +105,7 @@ class AlignAda(Rule):
     """
     passes = Rule.passes.replace(forward=2, head_forward=2, head_input_grad=2)  # frozen input grads, current weight grads
     compile_traces_autograd = True  # frozen_signals differentiates at intermediate outputs
+    needs = frozenset({"forward", "head", "layers"})
 
     def __init__(self, net):
         super().__init__(net)
@@ -145,11 +146,12 @@ class AlignAda(Rule):
 class _FeedbackRule(Rule):
     """Backprop through the current network, but errors travel down through fixed feedback
     weights instead of the forward weights (custom autograd Functions, one backward pass)."""
+    needs = frozenset({"forward", "feedback"})
 
     def __init__(self, net, feedback: list[torch.Tensor]):
         super().__init__(net)
-        device = net.fc_weight.device
-        self.feedback = [f.to(device=device, dtype=net.fc_weight.dtype) for f in feedback]
+        last = net.feedback_weights()[-1]
+        self.feedback = [f.to(device=last.device, dtype=last.dtype) for f in feedback]
 
     def pseudo_gradients(self, x, target):
         return self.exact(mse(self.net(x, feedback=self.feedback), target))
@@ -163,7 +165,7 @@ class AlignProp(_FeedbackRule):
     @classmethod
     def create(cls, net, seed):
         initialize(net, seed)
-        initial = [w.detach().clone() for w in net.weights] + [net.fc_weight.detach().clone()]
+        initial = [w.detach().clone() for w in net.feedback_weights()]
         return cls(net, initial)
 
 
@@ -188,6 +190,7 @@ class DirectFeedbackAlignment(Rule):
     paper describes for ImageNet; ``projection_std`` overrides the std.
     """
     passes = Rule.passes.replace(input_grad=0, head_input_grad=0, projection=1)  # no input gradients; e D_l
+    needs = frozenset({"forward", "head", "layers"})
 
     def __init__(self, net, projections, shared: bool):
         super().__init__(net)
@@ -199,21 +202,24 @@ class DirectFeedbackAlignment(Rule):
     def create(cls, net, seed, projection: Literal["full", "shared"] = "full", projection_std: float | None = None):
         if projection not in ("full", "shared"):
             raise ValueError(f"dfa projection must be 'full' or 'shared', got {projection!r}")
-        k = net.spec.num_classes
+        k = net.num_classes
 
-        def draw_projection(rng, l):  # after each conv kernel: D_l, (K, H*W*C) or shared (K, C)
+        def draw_projection(rng, l):  # after each layer's weight: D_l, (K, H*W*C) or shared (K, C)
             if l == net.depth:
                 return None
-            c, h, w = net.feature_shapes[l]
-            std = projection_std if projection_std is not None else 1 / math.sqrt(c * h * w)
-            return torch.from_numpy(rng.randn(k, c * h * w if projection == "full" else c) * std).float()
+            shape = net.feature_shapes[l]
+            std = projection_std if projection_std is not None else 1 / math.sqrt(math.prod(shape))
+            return torch.from_numpy(rng.randn(k, math.prod(shape) if projection == "full" else shape[0]) * std).float()
 
         return cls(net, initialize(net, seed, draw_projection), shared=projection == "shared")
 
     def signal(self, l: int, e: torch.Tensor) -> torch.Tensor:
-        """Gradient injected at the post-activation output of layer l, in (B, C, H, W)."""
-        c, h, w = self.net.feature_shapes[l]
+        """Gradient injected at the post-activation output of layer l: (B, C, H, W) for a
+        convolution's feature map, (B, C) for a fully connected layer's."""
         projected = e @ self.projections[l]
+        if len(self.net.feature_shapes[l]) == 1:
+            return projected
+        c, h, w = self.net.feature_shapes[l]
         if self.shared:
             return (projected / (h * w)).view(-1, c, 1, 1).expand(-1, c, h, w)
         return projected.view(-1, h, w, c).permute(0, 3, 1, 2)

@@ -34,6 +34,7 @@ class GradientDescentWithWStar(Rule):
     # nan_skip came after runs existed that skipped per layer: that value stays out of their names
     identity_omits = {"nan_skip": "per_layer"}
     passes = Rule.passes.replace(forward=2, input_grad=2, weight_grad=2, head_forward=2, head_input_grad=2)
+    needs = frozenset({"forward", "layers", "scoring"})
 
     def __init__(self, net, score_epochs=(150,), iterations: int = 100, probes: int = 100,
                  permuted_baseline: bool = False, score_layers: int | None = None,

@@ -39,10 +39,11 @@ class UniformSignFeedback(SignSymmetry):
 class _RandomMagnitudes(Rule):
     """Feedback |M| o sign(W) for each conv kernel and the head."""
     passes = Rule.passes  # as backprop; the input gradients use the feedback kernels
+    needs = frozenset({"forward", "feedback"})
 
     def __init__(self, net):
         super().__init__(net)
-        self.weights = [*net.weights, net.fc_weight]
+        self.weights = net.feedback_weights()
 
     def magnitudes(self) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -77,9 +78,9 @@ class BatchwiseRandomSignFeedback(_RandomMagnitudes):
 
     def __init__(self, net, seed: int):
         super().__init__(net)
-        standard = net.spec.parameterization == "standard"
+        standard = net.parameterization == "standard"
         self.scales = [1 / math.sqrt(w[0].numel()) if standard else 1.0 for w in self.weights]
-        self.generator = torch.Generator(device=net.fc_weight.device).manual_seed(seed + 1)
+        self.generator = torch.Generator(device=self.weights[-1].device).manual_seed(seed + 1)
 
     @classmethod
     def create(cls, net, seed):

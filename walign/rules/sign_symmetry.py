@@ -28,11 +28,12 @@ class SignSymmetry(Rule):
     """Errors travel down through sign(W): of the current weights, or with ``initial=True`` of
     the initial weights (then fixed, like Align-prop's feedback)."""
     passes = Rule.passes  # as backprop; the input gradients use the sign kernels
+    needs = frozenset({"forward", "feedback"})
 
     def __init__(self, net, initial: bool = False):
         super().__init__(net)
-        self.weights = [*net.weights, net.fc_weight]
-        standard = net.spec.parameterization == "standard"
+        self.weights = net.feedback_weights()
+        standard = net.parameterization == "standard"
         self.scales = [1 / math.sqrt(w[0].numel()) if standard else 1.0 for w in self.weights]
         self.fixed = self.signs() if initial else None
 
