@@ -77,3 +77,49 @@ def test_walign_feedback_gradients_equal_biotorchs(kind):
             for layer in net:
                 layer.weight -= 0.5 * layer.weight.grad
                 layer.bias -= 0.5 * layer.bias.grad
+
+
+def biotorch_resnet20(kind: str):
+    """biotorch's CIFAR ResNet-20: its plain model for backprop, converted to FA or uSF layers otherwise."""
+    import contextlib
+    import io
+    if kind == "normal":
+        from biotorch.models.small_resnet import resnet20
+        return resnet20(num_classes=10).double().train()
+    from importlib import import_module
+    with contextlib.redirect_stdout(io.StringIO()):  # it announces each conversion
+        net = import_module(f"biotorch.models.{kind}.resnet").resnet20(num_classes=10)
+    return net.double().train()
+
+
+@pytest.mark.parametrize("kind", ["normal", "fa", "usf"])
+def test_walign_resnet20_equals_biotorchs(kind):
+    """walign's resnet20 under the standard parameterisation is biotorch's CIFAR ResNet-20 in training
+    mode (its batch norms start at scale 1 and shift 0 and use the batch's statistics): the same
+    weights give the same outputs, and backprop's, FA's and uSF's gradients are the same, the error
+    passing the shortcuts (subsampled, zero-padded identities) as biotorch's does."""
+    from walign.archs.resnet import ResNet
+    theirs_net = biotorch_resnet20(kind)
+    layers = [m for m in theirs_net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    ours_net = ResNet(3, 8, 10, width=16, depth=20, parameterization="standard").double()
+    assert len(layers) == len(ours_net.feedback_weights()) == 20
+    with torch.no_grad():
+        for theirs, ours in zip(layers, ours_net.feedback_weights(), strict=True):
+            ours.copy_(theirs.weight)
+        ours_net.fc_bias.copy_(layers[-1].bias)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randn(6, 10, generator=g, dtype=torch.float64)
+    out = theirs_net(x)
+    feedback = None if kind == "normal" else [feedback_of(layer, kind) for layer in layers]
+    ours_out = ours_net(x, feedback=feedback)
+    assert torch.allclose(ours_out, out, atol=1e-12, rtol=1e-10)
+    F.mse_loss(out, y).backward()
+    ours = torch.autograd.grad(F.mse_loss(ours_out, y), [*ours_net.feedback_weights(), ours_net.fc_bias])
+    expected = [layer.weight.grad for layer in layers] + [layers[-1].bias.grad]
+    assert len(ours) == len(expected) == 21
+    for i, (mine, theirs) in enumerate(zip(ours, expected, strict=True)):
+        assert torch.allclose(mine, theirs, atol=1e-12, rtol=1e-9), (kind, i)
+    if kind != "normal":  # the lower layers' gradients did go through the feedback matrices
+        plain = torch.autograd.grad(F.mse_loss(ours_net(x), y), ours_net.weights[0])[0]
+        assert not torch.allclose(plain, ours[0], atol=1e-9)
