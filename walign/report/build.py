@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..runs import write_atomic
-from . import figures, tables
+from . import figures, networks, tables
 from .collect import FULL_SCALE, Collection, scan
 
 INDEX = "REPORT.md"
@@ -168,9 +168,9 @@ def _runs_sections(collection: Collection, unused: list[str], scale: str) -> lis
     return lines
 
 
-def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[str]) -> str:
+def _index(collection: Collection, built: dict, drawn: list[dict], unused: list[str], beyond: tuple) -> str:
     lines = (_header(collection) + _beyond_section(built, drawn) + _tables_section(built)
-             + _figures_section(drawn) + _missing_section(built)
+             + _figures_section(drawn) + networks.section(*beyond) + _missing_section(built)
              + _runs_sections(collection, unused, collection.scale()))
     return "\n".join(lines).rstrip() + "\n"
 
@@ -196,8 +196,12 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
     for item in drawn:
         used.update(item["used"])
         files += item["files"]
+    found = networks.cells(filling)
+    names = networks.write(found, out, scale)
+    used |= networks.runs_read(found)
+    files += names
     unused = sorted(set(usable["path"]) - used)
-    write_atomic(out / INDEX, _index(collection, built, drawn, unused))
+    write_atomic(out / INDEX, _index(collection, built, drawn, unused, (found, names)))
     cells = pd.concat([cells for cells, _ in built.values()])
     n = tables.counts(cells)
     return Summary(out, len(collection.runs), len(usable), n["cells"], n["missing"],

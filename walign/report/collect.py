@@ -26,14 +26,15 @@ import pandas as pd
 from ..runs import METRICS, SUMMARY
 from ..scale import SCALES
 from ..verdict import FINISHED, judge
-from . import variants
+from . import networks, variants
 
 USABLE_STATUSES = FINISHED  # a diverged run keeps its best-so-far values (docs/method.md §9 item 24)
 FULL_SCALE, SMOKE_SCALE = SCALES   # a summary without "scale" is full scale
 
 COLUMNS = ("path", "dataset", "source_dataset", "rule", "width", "lr", "epochs", "batch_size", "seed",
            "activation", "parameterization", "optimizer", "train_size", "variant", "scale", "status",
-           "epochs_done", "best_val_acc", "min_train_loss", "min_test_loss", "device", "records")
+           "epochs_done", "best_val_acc", "min_train_loss", "min_test_loss", "device", "records", "arch", "network",
+           "test_acc_at_best_val")
 
 
 @dataclass
@@ -86,6 +87,8 @@ def _row(summary: dict, relpath: str, records: list[dict], variant: str) -> dict
         "epochs_done": num("epochs_done"),
         "best_val_acc": num("best_val_acc"), "min_train_loss": num("min_train_loss"),
         "min_test_loss": num("min_test_loss"), "device": str(summary.get("device", "")), "records": records,
+        "arch": str(summary.get("arch", "auto")), "network": networks.network_of(summary),
+        "test_acc_at_best_val": num("test_acc_at_best_val"),
     }
 
 

@@ -139,6 +139,8 @@ def variant(summary: dict, found: Defaults | None = None) -> str:
         if key in found.options:
             if value != found.options[key]:
                 changed.append(f"{key}={_text(value)}")
+        elif key.startswith("arch_") and "arch" in summary:  # the architecture's options (walign/archs/)
+            changed.append(f"{key}={_text(value)}")
         elif found.checks_unknown:
             changed.append(f"{key}={_text(value)} (not a declared option)")
     return ", ".join(changed)
