@@ -136,7 +136,8 @@ class TrainingRun:
         self.ckpt_path = directory / checkpoint.CHECKPOINT
         self.batch_size, self.identity = spec.resolved_batch_size(), spec.identity()
         self.cfg = TrainConfig(spec.epochs, spec.lr, self.batch_size, spec.optimizer, spec.seed, spec.eval_test,
-                               spec.compile)
+                               spec.compile, float(spec.momentum), float(spec.weight_decay), tuple(spec.lr_milestones),
+                               float(spec.lr_gamma), spec.augment)
 
     def new_state(self, resume: checkpoint.Checkpoint | None) -> TrainState:
         """The seed's initial state, with ``resume``'s training state loaded into it if given."""
@@ -145,7 +146,8 @@ class TrainingRun:
         # build_net written before architectures had options is called as it was)
         net = self.spec.entry.build_net(self.data, self.spec.width, self.batch_size, self.spec.arch,
                                         self.spec.activation, self.spec.parameterization, **options).to(self.device)
-        state = TrainState(build_rule(self.spec.rule, net, self.spec.seed, **self.spec.rule_options), self.cfg)
+        state = TrainState(build_rule(self.spec.rule, net, self.spec.seed, self.spec.loss, **self.spec.rule_options),
+                           self.cfg)
         if resume is not None:
             state.restore(resume.training)
         return state

@@ -23,6 +23,7 @@ from .archs import ARCHS, CAPABILITIES, missing
 from .nets import ACTIVATIONS, PARAMETERIZATIONS
 from .precision import PRECISIONS
 from .rules import RULES, rules_for
+from .rules.base import LOSSES
 from .rules.options import resolve as resolve_rule_options
 from .scale import SCALES
 from .runs import run_dir
@@ -79,6 +80,12 @@ class RunSpec:
     precision: str = "fp32"         # fp32 | tf32 | bf16 (walign/precision.py)
     compile: bool = False           # torch.compile the training step and evaluation (walign/compiled.py)
     scale: str = "full"             # full | smoke: at most a few hundred examples per split (walign/scale.py)
+    loss: str = "mse"               # mse (the paper's) | cross_entropy
+    momentum: float = 0.0           # SGD momentum
+    weight_decay: float = 0.0
+    lr_milestones: tuple = ()       # epochs after which the lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    augment: bool = False           # random crop and flip on the device (walign/augment.py)
     loggers: dict = field(default_factory=dict)  # logger name -> its options (walign/loggers/); not identity
     sweep: str = ""                 # the launch the run belongs to ('' alone): the loggers' experiment, group
 
@@ -113,7 +120,10 @@ class RunSpec:
             eval_test=c.get("eval_test", True), progress=str(c.get("progress", "auto")),
             checkpoint_every=c.get("checkpoint_every", 1), keep_checkpoint=c.get("keep_checkpoint", False),
             precision=str(c.get("precision", "fp32")), compile=c.get("compile", False),
-            scale=str(c.get("scale", "full")), loggers=dict(c.get("logger") or {}), sweep=sweep)
+            scale=str(c.get("scale", "full")), loss=str(c.get("loss", "mse")), momentum=c.get("momentum", 0.0),
+            weight_decay=c.get("weight_decay", 0.0), lr_milestones=tuple(c.get("lr_milestones") or ()),
+            lr_gamma=c.get("lr_gamma", 0.1), augment=c.get("augment", False),
+            loggers=dict(c.get("logger") or {}), sweep=sweep)
         spec._validate(entry)  # the names were checked above and the rule options resolved
         return spec
 
@@ -140,6 +150,7 @@ class RunSpec:
         self._validate_choices()
         entry.check(self.loading, self.data_options)
         self._validate_arch(entry)
+        self._validate_recipe(rule_class=RULES[self.rule][self.family])
         examples = entry.train_examples(self.data_options)
         _need(examples is None or self.resolved_batch_size() <= examples,
               f"batch_size {self.resolved_batch_size()} exceeds the {examples} training examples of {self.dataset}")
@@ -180,6 +191,36 @@ class RunSpec:
                     and not missing(arch, impl[self.family].needs)]
             raise ConfigError(f"rule {self.rule} needs {'; '.join(f'{CAPABILITIES[c]} ({c!r})' for c in lacking)}, "
                               f"which arch {arch.name} does not offer; rules it can train: {', '.join(able) or 'none'}")
+
+    def _validate_recipe(self, rule_class) -> None:
+        """The training recipe beyond the paper's: loss, momentum, weight decay, schedule, augmentation."""
+        _need(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        _need(self.loss in rule_class.losses, f"rule {self.rule} ({self.family}) is written for the loss "
+              f"{', '.join(rule_class.losses)} only, not {self.loss}")
+        for key, high in (("momentum", 1.0), ("weight_decay", 1.0)):
+            value = getattr(self, key)
+            _need(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < high,
+                  f"{key} must be a number in [0, {high:g}), got {value!r}")
+        _need(not (self.momentum and self.optimizer != "sgd"), f"momentum is SGD's; optimizer {self.optimizer} "
+              f"has its own moments (set momentum=0)")
+        _need(isinstance(self.lr_gamma, (int, float)) and not isinstance(self.lr_gamma, bool) and 0 < self.lr_gamma <= 1,
+              f"lr_gamma must be a number in (0, 1], got {self.lr_gamma!r}")
+        milestones = list(self.lr_milestones)
+        _need(all(_is_int(m) and 1 <= m < self.epochs for m in milestones) and milestones == sorted(set(milestones)),
+              f"lr_milestones must be increasing epochs in 1..{self.epochs - 1} (the lr is multiplied by lr_gamma "
+              f"after each), got {milestones}")
+        _need(isinstance(self.augment, bool), f"augment must be true or false, got {self.augment!r}")
+        _need(not (self.augment and self.family != "cnn"), f"augment crops and flips images; dataset {self.dataset} "
+              f"has none")
+
+    def recipe(self) -> dict:
+        """The recipe values that differ from the paper's (part of the run's identity only then)."""
+        paper = {"loss": "mse", "momentum": 0.0, "weight_decay": 0.0, "lr_milestones": (), "lr_gamma": 0.1,
+                 "augment": False}
+        values = {key: getattr(self, key) for key in paper}
+        if not values["lr_milestones"]:
+            values["lr_gamma"] = 0.1  # no schedule: gamma does nothing
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if v != paper[k]}
 
     def arch_entry(self):
         """The architecture entry the run builds (the data set's own for ``auto``), or None for a
@@ -257,4 +298,5 @@ class RunSpec:
                 # keys added later enter only away from their old behaviour: existing runs keep their names
                 **({"compute_precision": self.precision} if self.precision != "fp32" else {}),
                 **({"compile": True} if self.compile else {}),
-                **({"scale": self.scale} if self.scale != "full" else {})}
+                **({"scale": self.scale} if self.scale != "full" else {}),
+                **self.recipe()}

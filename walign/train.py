@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .augment import Augment
 from .compiled import CompiledForward, CompiledStep, make_step
 from .interrupt import Stopped  # noqa: F401  (raised through here; main.py names it)
 from .rules import Rule
@@ -37,10 +38,20 @@ class TrainConfig:
     seed: int = 99
     eval_test: bool = True
     compile: bool = False
+    momentum: float = 0.0           # SGD's (the recipe of biotorch's tables: 0.9)
+    weight_decay: float = 0.0       # L2 added to every pseudo-gradient by the optimizer
+    lr_milestones: tuple = ()       # epochs after which the lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    augment: bool = False           # random crop and flip on the device (walign/augment.py)
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (1-based): lr x gamma per milestone already passed."""
+        return self.lr * self.lr_gamma ** sum(1 for m in self.lr_milestones if m < epoch)
 
 
-def make_optimizer(name: str, params, lr: float, compiled: bool = False) -> torch.optim.Optimizer:
-    """Plain SGD (no momentum, no decay) or Adam with TF1's defaults (Table 10).
+def make_optimizer(name: str, params, lr: float, compiled: bool = False, momentum: float = 0.0,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """SGD (plain as the paper's unless ``momentum``/``weight_decay``) or Adam with TF1's defaults (Table 10).
 
     ``compiled``: for a step under torch.compile (walign/compiled.py) the lr is a tensor, data in
     the graph rather than a constant, so runs that differ only in lr share a compiled graph; SGD
@@ -51,12 +62,14 @@ def make_optimizer(name: str, params, lr: float, compiled: bool = False) -> torc
     params = list(params)
     like = params[0] if params else torch.zeros(())
     tensor_lr = torch.tensor(lr, dtype=like.dtype, device=like.device)  # the parameters' precision (float64 RNN)
+    decay = {"weight_decay": weight_decay} if weight_decay else {}  # (absent: the optimizers exactly as before)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=tensor_lr if compiled else lr)
+        return torch.optim.SGD(params, lr=tensor_lr if compiled else lr, **({"momentum": momentum} if momentum else {}),
+                               **decay)
     if name == "adam":
         capturable = compiled and like.device.type == "cuda"
         return torch.optim.Adam(params, lr=tensor_lr if capturable else lr,
-                                betas=(0.9, 0.999), eps=1e-8, capturable=capturable)
+                                betas=(0.9, 0.999), eps=1e-8, capturable=capturable, **decay)
     raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
@@ -85,7 +98,10 @@ class TrainState:
 
     def __init__(self, rule: Rule, cfg: TrainConfig):
         self.rule, self.cfg = rule, cfg
-        self.optimizer = make_optimizer(cfg.optimizer, rule.params, cfg.lr, cfg.compile)
+        self.optimizer = make_optimizer(cfg.optimizer, rule.params, cfg.lr, cfg.compile, cfg.momentum,
+                                        cfg.weight_decay)
+        device = next(rule.net.parameters()).device
+        self.augment = Augment(cfg.seed, device) if cfg.augment else None
         self.rng = np.random.RandomState(cfg.seed)
         self.test_rng = np.random.RandomState((cfg.seed + TEST_RNG_OFFSET) % NUMPY_SEEDS)
         self.epoch = 0
@@ -104,6 +120,8 @@ class TrainState:
                  "rng": _numpy_state(self.rng), "test_rng": _numpy_state(self.test_rng),
                  "torch_rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+        if self.augment is not None:
+            state["augment_rng"] = self.augment.state()
         if self.within is not None:
             within = self.within
             state["within_epoch"] = {"step": within["step"], "order_rng": _numpy_state(within["order_rng"]),
@@ -126,6 +144,8 @@ class TrainState:
             torch.set_rng_state(state["torch_rng"])
             if state.get("cuda_rng") is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
+            if self.augment is not None:
+                self.augment.load(state.get("augment_rng"))
             self.epoch, within = int(state["epoch"]), state.get("within_epoch")
             if within is not None:
                 order_rng = np.random.RandomState()
@@ -147,6 +167,15 @@ class TrainState:
 
 
 # ----------------------------------------------------------------------------- the loop
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's lr, in place (a compiled step's lr is a tensor in its graph: filled, not replaced)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -166,6 +195,8 @@ def _train_epoch(state: TrainState, data, step, progress, signals, on_signal, st
     for index, (x, labels) in enumerate(data.train.batches(state.rng, cfg.batch_size)):
         if index < steps:
             continue
+        if state.augment is not None:
+            x = state.augment(x)
         loss_sum += step(x, data.targets(labels))
         steps += 1
         if progress is not None:
@@ -212,6 +243,8 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
         progress.update(state.epoch * steps_per_epoch + (state.within["step"] if state.within else 0))
     evaluating = 0.0  # seconds of this process's evaluations (the loss read before it has synchronised)
     for epoch in range(state.epoch + 1, state.cfg.epochs + 1):
+        if state.cfg.lr_milestones:
+            set_lr(state.optimizer, state.cfg.lr_at(epoch))
         _sync(device)
         start = time.perf_counter()
         train_loss, earlier = _train_epoch(state, data, step, progress, signals, on_signal, start)

@@ -28,7 +28,8 @@ TOP_LEVEL_DEFAULTS = ("epochs", "batch_size", "lr")  # config keys that are defa
 # the run's own values (walign.spec.RunSpec.identity): a data-set option of the same name would be
 # overwritten in the run's identity, so two runs differing only in it would share a directory
 RUN_VALUES = ("dataset", "rule", "width", "lr", "epochs", "batch_size", "seed", "activation", "parameterization",
-              "optimizer", "arch", "compute_precision", "compile", "scale")
+              "optimizer", "arch", "compute_precision", "compile", "scale", "loss", "momentum", "weight_decay",
+              "lr_milestones", "lr_gamma", "augment")
 
 
 def register(name: str):

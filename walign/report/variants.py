@@ -43,7 +43,8 @@ SCALE_KEYS = ("scale",)
 MEASUREMENT_OPTIONS = {"gd_wstar": ("score_epochs", "iterations", "probes", "permuted", "nan_skip")}
 # top-level options that identify a run, and their default when the config does not have the key
 # (compute_precision is newer than some runs: a run without it trained in fp32)
-TOP_LEVEL_OPTIONS = {"arch": "auto", "compute_precision": "fp32", "compile": False}
+TOP_LEVEL_OPTIONS = {"arch": "auto", "compute_precision": "fp32", "compile": False, "loss": "mse", "momentum": 0.0,
+                     "weight_decay": 0.0, "lr_milestones": [], "lr_gamma": 0.1, "augment": False}
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ def _defaults_at(conf_dir: Path, dataset: str, rule: str) -> Defaults:
     rule_node = {k: v for k, v in config.get("rule", {}).items() if k != "name"}
     data_node = _data_defaults(dataset)
     top = {key: config.get(key, fallback) for key, fallback in TOP_LEVEL_OPTIONS.items()}
+    if isinstance(top["arch"], dict):  # arch is a config group: its node names the choice
+        top["arch"] = top["arch"].get("name", "auto")
     # the config's value wins over the declaration's: it is what a launch without overrides used
     options = {**data_node, **declared, **rule_node, **top}
     # a rule not registered in this process (a plugin that is not installed here) has options the

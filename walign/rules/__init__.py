@@ -7,14 +7,18 @@ from ..plugins import load_entry_points
 load_entry_points("walign.rules")
 
 
-def build_rule(name: str, net, seed: int, **options) -> Rule:
-    """Initialise ``net`` for rule ``name`` with ``seed`` and return the rule."""
+def build_rule(name: str, net, seed: int, loss: str = "mse", **options) -> Rule:
+    """Initialise ``net`` for rule ``name`` with ``seed`` and return the rule, computing ``loss``."""
     family = net.family
     if name not in RULES:
         raise KeyError(f"unknown rule {name!r}; valid rules: {', '.join(sorted(RULES))}")
     if family not in RULES[name]:
         raise KeyError(f"rule {name} cannot train a {family} model; rules that can: {', '.join(rules_for(family))}")
-    return RULES[name][family].create(net, seed, **options)
+    rule = RULES[name][family].create(net, seed, **options)
+    if loss not in rule.losses:
+        raise KeyError(f"rule {name} is written for the loss {', '.join(rule.losses)} only, not {loss}")
+    rule.loss_name = loss
+    return rule
 
 
 __all__ = ["RULES", "Rule", "Step", "build_rule", "mse", "output_error", "register", "rules_for"]

@@ -50,6 +50,21 @@ def output_error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 2 * (output - target) / output.numel()
 
 
+def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Softmax cross-entropy averaged over the batch; the class is each target row's largest entry
+    (targets are one-hot, shifted for the paper's MSE)."""
+    return torch.nn.functional.cross_entropy(output, target.argmax(1))
+
+
+def cross_entropy_error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """d cross_entropy / d output = (softmax(output) - one-hot) / B."""
+    onehot = (target == target.amax(1, keepdim=True)).to(output.dtype)
+    return (torch.softmax(output, 1) - onehot) / output.shape[0]
+
+
+LOSSES = {"mse": (mse, output_error), "cross_entropy": (cross_entropy, cross_entropy_error)}  # loss, d loss / d out
+
+
 @dataclass
 class Step:
     """What one minibatch produced: the detached loss, and one gradient per parameter (None
@@ -107,10 +122,23 @@ class Rule:
     # respect to intermediate tensors inside one graph; it pays only where measured
     # (docs/performance.md): it made Normal's step slower on the CPU.
     compile_traces_autograd: bool = False
+    # The losses the rule is written for (LOSSES): a rule computes its loss and output error with
+    # ``self.loss`` and ``self.error``, which follow the run's ``loss``. One that calls ``mse``
+    # directly keeps the default, and loss=cross_entropy is refused for it in one line.
+    losses: tuple = ("mse",)
+    loss_name: str = "mse"
 
     def __init__(self, net: nn.Module):
         self.net = net
         self.params = list(net.parameters())
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The run's loss (the paper's MSE unless loss=cross_entropy)."""
+        return LOSSES[self.loss_name][0](output, target)
+
+    def error(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """d loss / d output: the error signal the rules send down."""
+        return LOSSES[self.loss_name][1](output, target)
 
     @classmethod
     def create(cls, net: nn.Module, seed: int, **options) -> "Rule":

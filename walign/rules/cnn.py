@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from ..nets import ConvNet, draw_like, initialize
-from .base import Rule, Step, frozen_copy, mse, output_error, register
+from .base import Rule, Step, frozen_copy, register
 
 
 def _local_forward(net: ConvNet, x: torch.Tensor):
@@ -37,6 +37,7 @@ class Normal(Rule):
     """Backprop: the exact gradient of the loss."""
     passes = Rule.passes  # forward, input gradients (layers 2..L), weight gradients; the head alike
     needs = frozenset({"forward"})
+    losses = ("mse", "cross_entropy")
 
     @classmethod
     def create(cls, net, seed):
@@ -44,7 +45,7 @@ class Normal(Rule):
         return cls(net)
 
     def pseudo_gradients(self, x, target):
-        return self.exact(mse(self.net(x), target))
+        return self.exact(self.loss(self.net(x), target))
 
 
 @register("last_layer", "cnn")
@@ -52,6 +53,7 @@ class LastLayer(Rule):
     """Train the linear head only; the conv layers keep their initial weights."""
     passes = Rule.passes.replace(input_grad=0, weight_grad=0, head_input_grad=0)  # convs forward only
     needs = frozenset({"forward", "head"})
+    losses = ("mse", "cross_entropy")
 
     @classmethod
     def create(cls, net, seed):
@@ -63,7 +65,7 @@ class LastLayer(Rule):
         with torch.no_grad():
             p = net.features(x)
         logits = net.head(p)
-        loss = mse(logits, target)
+        loss = self.loss(logits, target)
         head = [net.fc_weight, net.fc_bias]
         return self.exact(loss, head)
 
@@ -74,6 +76,7 @@ class AlignZero(Rule):
     driven by the current network's output error (eq. 15)."""
     passes = Rule.passes.replace(forward=2, head_forward=2)  # current forward; frozen forward + both gradients
     needs = frozenset({"forward"})
+    losses = ("mse", "cross_entropy")
 
     def __init__(self, net):
         super().__init__(net)
@@ -88,9 +91,9 @@ class AlignZero(Rule):
     def pseudo_gradients(self, x, target):
         with torch.no_grad():
             logits = self.net(x)
-        e = output_error(logits, target)
+        e = self.error(logits, target)
         grads = torch.autograd.grad(self.frozen(x), self.frozen_params, grad_outputs=e)
-        return Step(mse(logits, target), list(grads))
+        return Step(self.loss(logits, target), list(grads))
 
 
 @register("align_ada", "cnn")
@@ -106,6 +109,7 @@ class AlignAda(Rule):
     passes = Rule.passes.replace(forward=2, head_forward=2, head_input_grad=2)  # frozen input grads, current weight grads
     compile_traces_autograd = True  # frozen_signals differentiates at intermediate outputs
     needs = frozenset({"forward", "head", "layers"})
+    losses = ("mse", "cross_entropy")
 
     def __init__(self, net):
         super().__init__(net)
@@ -135,18 +139,19 @@ class AlignAda(Rule):
 
     def pseudo_gradients(self, x, target):
         hs, _, p, logits = _local_forward(self.net, x)
-        e = output_error(logits.detach(), target)
+        e = self.error(logits.detach(), target)
         signals = self.frozen_signals(x, e) if self.net.depth > 1 else []
         into_p = (e @ self.frozen.fc_weight) * self.frozen.fc_scale
         grads = torch.autograd.grad([*hs[:-1], p, logits], self.params,
                                     grad_outputs=[*signals, into_p, e])
-        return Step(mse(logits.detach(), target), list(grads))
+        return Step(self.loss(logits.detach(), target), list(grads))
 
 
 class _FeedbackRule(Rule):
     """Backprop through the current network, but errors travel down through fixed feedback
     weights instead of the forward weights (custom autograd Functions, one backward pass)."""
     needs = frozenset({"forward", "feedback"})
+    losses = ("mse", "cross_entropy")
 
     def __init__(self, net, feedback: list[torch.Tensor]):
         super().__init__(net)
@@ -154,7 +159,7 @@ class _FeedbackRule(Rule):
         self.feedback = [f.to(device=last.device, dtype=last.dtype) for f in feedback]
 
     def pseudo_gradients(self, x, target):
-        return self.exact(mse(self.net(x, feedback=self.feedback), target))
+        return self.exact(self.loss(self.net(x, feedback=self.feedback), target))
 
 
 @register("align_prop", "cnn")
@@ -191,6 +196,7 @@ class DirectFeedbackAlignment(Rule):
     """
     passes = Rule.passes.replace(input_grad=0, head_input_grad=0, projection=1)  # no input gradients; e D_l
     needs = frozenset({"forward", "head", "layers"})
+    losses = ("mse", "cross_entropy")
 
     def __init__(self, net, projections, shared: bool):
         super().__init__(net)
@@ -226,7 +232,7 @@ class DirectFeedbackAlignment(Rule):
 
     def pseudo_gradients(self, x, target):
         _, acts, _, logits = _local_forward(self.net, x)
-        e = output_error(logits.detach(), target)
+        e = self.error(logits.detach(), target)
         signals = [self.signal(l, e) for l in range(self.net.depth)]
         grads = torch.autograd.grad([*acts, logits], self.params, grad_outputs=[*signals, e])
-        return Step(mse(logits.detach(), target), list(grads))
+        return Step(self.loss(logits.detach(), target), list(grads))

@@ -21,7 +21,7 @@ import math
 import torch
 
 from ..nets import draw_like, initialize
-from .base import Rule, mse, register
+from .base import Rule, register
 from .sign_symmetry import SignSymmetry
 
 
@@ -40,6 +40,7 @@ class _RandomMagnitudes(Rule):
     """Feedback |M| o sign(W) for each conv kernel and the head."""
     passes = Rule.passes  # as backprop; the input gradients use the feedback kernels
     needs = frozenset({"forward", "feedback"})
+    losses = ("mse", "cross_entropy")
 
     def __init__(self, net):
         super().__init__(net)
@@ -50,7 +51,7 @@ class _RandomMagnitudes(Rule):
 
     def pseudo_gradients(self, x, target):
         feedback = [m * torch.sign(w.detach()) for m, w in zip(self.magnitudes(), self.weights, strict=True)]
-        return self.exact(mse(self.net(x, feedback=feedback), target))
+        return self.exact(self.loss(self.net(x, feedback=feedback), target))
 
 
 @register("frsf", "cnn")

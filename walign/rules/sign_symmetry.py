@@ -20,7 +20,7 @@ import math
 import torch
 
 from ..nets import initialize
-from .base import Rule, mse, register
+from .base import Rule, register
 
 
 @register("sign_symmetry", "cnn")
@@ -29,6 +29,7 @@ class SignSymmetry(Rule):
     the initial weights (then fixed, like Align-prop's feedback)."""
     passes = Rule.passes  # as backprop; the input gradients use the sign kernels
     needs = frozenset({"forward", "feedback"})
+    losses = ("mse", "cross_entropy")
 
     def __init__(self, net, initial: bool = False):
         super().__init__(net)
@@ -47,4 +48,4 @@ class SignSymmetry(Rule):
 
     def pseudo_gradients(self, x, target):
         logits = self.net(x, feedback=self.fixed if self.fixed is not None else self.signs())
-        return self.exact(mse(logits, target))
+        return self.exact(self.loss(logits, target))
