@@ -164,3 +164,35 @@ def test_a_run_with_the_whole_recipe_resumes_bit_for_bit(tmp_path):
                                             weight_decay=1e-4, lr_milestones=(1, 2), lr_gamma=0.5))
     train(plain, data, lambda record: None)
     assert not torch.equal(plain.rule.params[0], running.rule.params[0])  # augmentation changed the run
+
+
+@pytest.mark.parametrize("arch", ["cifar", "resnet20", "mlp"])
+def test_xavier_rescales_each_weight_to_its_variance_and_fa_feedback_with_it(arch):
+    from walign.archs import ARCHS
+    from walign.datasets import DataShape
+    from walign.nets import xavier_factor
+    shape = DataShape(0, 0, 0, 3, 16, 10, "cifar")
+    plain = ARCHS[arch].create(shape, 8, 10, "relu", "standard", {})
+    xavier = ARCHS[arch].create(shape, 8, 10, "relu", "standard", {})
+    xavier.initialization = "xavier"
+    build_rule("normal", plain, 3)
+    fa = build_rule("fa", xavier, 3)
+    fa_plain = build_rule("fa", ARCHS[arch].create(shape, 8, 10, "relu", "standard", {}), 3)
+    for w, x in zip(plain.feedback_weights()[:1], xavier.feedback_weights()[:1], strict=True):
+        assert torch.allclose(x, w * xavier_factor(w))  # the same draw, rescaled (first weight: before FA's draws)
+    for w, b, b_plain in zip(xavier.feedback_weights(), fa.feedback, fa_plain.feedback, strict=True):
+        fan_in = w[0].numel()
+        fan_out = w.shape[0] * (w[0, 0].numel() if w.dim() > 2 else 1)
+        assert torch.allclose(b, b_plain * (2 * fan_in / (fan_in + fan_out)) ** 0.5)
+    big = ConvNet(NetSpec("kmnist", 64, 3, 8, 10, parameterization="standard"))
+    big.initialization = "xavier"
+    build_rule("normal", big, 0)
+    w = big.weights[1]
+    assert abs(w.var().item() / (2 / (9 * 64 + 9 * 64)) - 1) < 0.05
+
+
+def test_xavier_is_for_the_standard_parameterisation():
+    with pytest.raises(ConfigError, match="under ntk the weights are N.0, 1. by definition"):
+        spec_of(init="xavier").validate()
+    spec_of(init="xavier", parameterization="standard", optimizer="sgd").validate()
+    assert spec_of(init="xavier", parameterization="standard").identity()["init"] == "xavier"

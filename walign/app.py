@@ -146,6 +146,8 @@ class TrainingRun:
         # build_net written before architectures had options is called as it was)
         net = self.spec.entry.build_net(self.data, self.spec.width, self.batch_size, self.spec.arch,
                                         self.spec.activation, self.spec.parameterization, **options).to(self.device)
+        if self.spec.init != "default":
+            net.initialization = self.spec.init  # walign.nets.initialize rescales the draws
         state = TrainState(build_rule(self.spec.rule, net, self.spec.seed, self.spec.loss, **self.spec.rule_options),
                            self.cfg)
         if resume is not None:

@@ -198,10 +198,32 @@ class ConvNet(nn.Module):
         return _initialize_convnet(self, seed, draw_extra)
 
 
+INITIALIZATIONS = ("default", "xavier")
+
+
+def xavier_factor(weight: torch.Tensor) -> float:
+    """What turns a N(0, 1/fan_in) draw into Xavier's N(0, 2/(fan_in + fan_out)) (Glorot & Bengio;
+    torch's fans: fan_in = inputs x kernel taps, fan_out = outputs x kernel taps)."""
+    taps = weight[0, 0].numel() if weight.dim() > 2 else 1
+    fan_in, fan_out = weight.shape[1] * taps, weight.shape[0] * taps
+    return math.sqrt(2 * fan_in / (fan_in + fan_out))
+
+
+def _init_factor(net: nn.Module, l: int) -> float:
+    """1, or Xavier's factor for weight l when the run asks for it (``net.initialization``; the
+    standard parameterisation only, whose draws are N(0, 1/fan_in))."""
+    if getattr(net, "initialization", "default") != "xavier":
+        return 1.0
+    return xavier_factor(net.feedback_weights()[l])
+
+
 def draw_like(rng: np.random.RandomState, net: nn.Module, l: int) -> torch.Tensor:
     """One float64 draw shaped and scaled like weight ``l`` of ``net.feedback_weights()`` (the
-    network's own ``draw_like``): what FA-style rules draw their feedback weights with."""
-    return net.draw_like(rng, l)
+    network's own ``draw_like``, at Xavier's scale if the run uses it): what FA-style rules draw
+    their feedback weights with."""
+    draw = net.draw_like(rng, l)
+    factor = _init_factor(net, l)
+    return draw * factor if factor != 1.0 else draw
 
 
 def _draw_like_convnet(rng: np.random.RandomState, net: ConvNet, l: int) -> torch.Tensor:
@@ -225,8 +247,16 @@ ExtraDraw = Callable[[np.random.RandomState, int], "torch.Tensor | None"]
 def initialize(net: nn.Module, seed: int, draw_extra: ExtraDraw | None = None) -> list[torch.Tensor]:
     """Draw ``net``'s initial weights for ``seed`` (its own ``initialize``; a rule calls this for
     whatever network it trains). ``draw_extra(rng, i)`` is called after weight i of
-    ``net.feedback_weights()`` is drawn, with the network's random stream; returns what it drew."""
-    return net.initialize(seed, draw_extra)
+    ``net.feedback_weights()`` is drawn, with the network's random stream; returns what it drew.
+
+    With ``net.initialization == "xavier"`` (set by the run, standard parameterisation) each weight
+    is then rescaled to Xavier's variance: the same draws, so every network gets it without knowing."""
+    extras = net.initialize(seed, draw_extra)
+    if getattr(net, "initialization", "default") == "xavier":
+        with torch.no_grad():
+            for l, weight in enumerate(net.feedback_weights()):
+                weight.mul_(_init_factor(net, l))
+    return extras
 
 
 def _initialize_convnet(net: ConvNet, seed: int, draw_extra: ExtraDraw | None = None) -> list[torch.Tensor]:

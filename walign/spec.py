@@ -20,7 +20,7 @@ from .errors import ConfigError
 from .loggers import check as check_loggers
 from .machine import check_results_dir, parse_device, resolve_device
 from .archs import ARCHS, CAPABILITIES, missing
-from .nets import ACTIVATIONS, PARAMETERIZATIONS
+from .nets import ACTIVATIONS, INITIALIZATIONS, PARAMETERIZATIONS
 from .precision import PRECISIONS
 from .rules import RULES, rules_for
 from .rules.base import LOSSES
@@ -86,6 +86,7 @@ class RunSpec:
     lr_milestones: tuple = ()       # epochs after which the lr is multiplied by lr_gamma
     lr_gamma: float = 0.1
     augment: bool = False           # random crop and flip on the device (walign/augment.py)
+    init: str = "default"           # default | xavier (standard parameterisation)
     loggers: dict = field(default_factory=dict)  # logger name -> its options (walign/loggers/); not identity
     sweep: str = ""                 # the launch the run belongs to ('' alone): the loggers' experiment, group
 
@@ -122,7 +123,7 @@ class RunSpec:
             precision=str(c.get("precision", "fp32")), compile=c.get("compile", False),
             scale=str(c.get("scale", "full")), loss=str(c.get("loss", "mse")), momentum=c.get("momentum", 0.0),
             weight_decay=c.get("weight_decay", 0.0), lr_milestones=tuple(c.get("lr_milestones") or ()),
-            lr_gamma=c.get("lr_gamma", 0.1), augment=c.get("augment", False),
+            lr_gamma=c.get("lr_gamma", 0.1), augment=c.get("augment", False), init=str(c.get("init", "default")),
             loggers=dict(c.get("logger") or {}), sweep=sweep)
         spec._validate(entry)  # the names were checked above and the rule options resolved
         return spec
@@ -210,13 +211,18 @@ class RunSpec:
               f"lr_milestones must be increasing epochs in 1..{self.epochs - 1} (the lr is multiplied by lr_gamma "
               f"after each), got {milestones}")
         _need(isinstance(self.augment, bool), f"augment must be true or false, got {self.augment!r}")
+        _need(self.init in INITIALIZATIONS, f"init must be one of {', '.join(INITIALIZATIONS)}, got {self.init!r}")
+        _need(self.init == "default" or self.parameterization == "standard", f"init={self.init} sets the variance "
+              f"of the standard parameterisation's draws; under ntk the weights are N(0, 1) by definition "
+              f"(add parameterization=standard)")
+        _need(self.init == "default" or self.family == "cnn", f"init={self.init} is for the feed-forward networks")
         _need(not (self.augment and self.family != "cnn"), f"augment crops and flips images; dataset {self.dataset} "
               f"has none")
 
     def recipe(self) -> dict:
         """The recipe values that differ from the paper's (part of the run's identity only then)."""
         paper = {"loss": "mse", "momentum": 0.0, "weight_decay": 0.0, "lr_milestones": (), "lr_gamma": 0.1,
-                 "augment": False}
+                 "augment": False, "init": "default"}
         values = {key: getattr(self, key) for key in paper}
         if not values["lr_milestones"]:
             values["lr_gamma"] = 0.1  # no schedule: gamma does nothing

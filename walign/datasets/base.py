@@ -29,7 +29,7 @@ TOP_LEVEL_DEFAULTS = ("epochs", "batch_size", "lr")  # config keys that are defa
 # overwritten in the run's identity, so two runs differing only in it would share a directory
 RUN_VALUES = ("dataset", "rule", "width", "lr", "epochs", "batch_size", "seed", "activation", "parameterization",
               "optimizer", "arch", "compute_precision", "compile", "scale", "loss", "momentum", "weight_decay",
-              "lr_milestones", "lr_gamma", "augment")
+              "lr_milestones", "lr_gamma", "augment", "init")
 
 
 def register(name: str):

@@ -44,7 +44,8 @@ MEASUREMENT_OPTIONS = {"gd_wstar": ("score_epochs", "iterations", "probes", "per
 # top-level options that identify a run, and their default when the config does not have the key
 # (compute_precision is newer than some runs: a run without it trained in fp32)
 TOP_LEVEL_OPTIONS = {"arch": "auto", "compute_precision": "fp32", "compile": False, "loss": "mse", "momentum": 0.0,
-                     "weight_decay": 0.0, "lr_milestones": [], "lr_gamma": 0.1, "augment": False}
+                     "weight_decay": 0.0, "lr_milestones": [], "lr_gamma": 0.1, "augment": False,
+                     "init": "default"}
 
 
 @dataclass(frozen=True)
