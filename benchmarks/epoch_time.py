@@ -23,13 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from walign import cost, precision  # noqa: E402
-from walign.datasets import Data, TensorSplit  # noqa: E402
+from walign.datasets import ImageSplits, TensorSplit  # noqa: E402
 from walign.nets import ConvNet, NetSpec  # noqa: E402
 from walign.rules import build_rule  # noqa: E402
 from walign.train import TrainConfig, TrainState, train  # noqa: E402
 
 
-def cifar_shaped(device, sizes, root=None) -> tuple[Data, str]:
+def cifar_shaped(device, sizes, root=None) -> tuple[ImageSplits, str]:
     """Real CIFAR-10 (the first ``sizes`` of each split) if ``root`` holds it, else random bytes."""
     if root and (Path(root) / "cifar-10-batches-py").is_dir():
         from walign.datasets.cifar10 import load_cifar10
@@ -43,7 +43,7 @@ def cifar_shaped(device, sizes, root=None) -> tuple[Data, str]:
     def split(n):
         return TensorSplit(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
                            torch.randint(0, 10, (n,), generator=g), device)
-    return Data("random", *(split(n) for n in sizes), 10, 3, 32, "cifar"), "random CIFAR-shaped data"
+    return ImageSplits("random", *(split(n) for n in sizes), 10, 3, 32, "cifar"), "random CIFAR-shaped data"
 
 
 def epoch_seconds(rule_name, width, data, batch, mode, device) -> float:

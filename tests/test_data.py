@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from walign.datasets import Data, TensorSplit, load
+from walign.datasets import ImageSplits, TensorSplit, load
 from walign.datasets import embedded as wembedded
 from walign.datasets.cifar10 import load_cifar10, small_cifar_batch_size
 from walign.datasets.embedded import load_embedded
@@ -130,7 +130,7 @@ def test_fake_cifar_files_have_the_original_format(cifar_root):
 def test_cifar10_split_is_validation_first_then_training(cifar_root):
     root, rows = cifar_root
     data = load_cifar10(str(root), "cpu", verify_md5=False)
-    assert isinstance(data, Data)
+    assert isinstance(data, ImageSplits)
     assert (data.name, data.num_classes, data.in_channels, data.image_size, data.arch) == ("cifar10", 10, 3, 32, "cifar")
     assert data.label_offset == pytest.approx(0.1)
     n_train = TRAIN_BATCHES * PER_BATCH
@@ -426,7 +426,7 @@ def test_tensor_split_pixels_are_scaled_to_unit_interval():
 
 def test_targets_are_one_hot_minus_the_offset():
     split = index_split(4)
-    data = Data("x", split, split, None, 3, 3, 4, "cifar")
+    data = ImageSplits("x", split, split, None, 3, 3, 4, "cifar")
     torch.testing.assert_close(data.targets(torch.tensor([2, 0])),
                                torch.tensor([[-0.1, -0.1, 0.9], [0.9, -0.1, -0.1]]))
 

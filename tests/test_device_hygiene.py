@@ -30,7 +30,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from walign.datasets import Data, TensorSplit
+from walign.datasets import ImageSplits, TensorSplit
 from walign.nets import ConvNet, NetSpec
 from walign.datasets.add import AddTask
 from walign.rnn import AddRNN
@@ -225,13 +225,13 @@ def test_adam_steps_stay_on_the_device(device):
     assert step_violations(record_steps(rule, x, y, optimizer="adam").events, *params_of(rule)) == []
 
 
-def tiny_images(device, sizes=(40, 20, 20)) -> Data:
+def tiny_images(device, sizes=(40, 20, 20)) -> ImageSplits:
     g = torch.Generator().manual_seed(0)
 
     def split(n):
         return TensorSplit(torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=g),
                            torch.randint(0, 10, (n,), generator=g), device)
-    return Data("tiny", *(split(n) for n in sizes), 10, 3, 8, "cifar")
+    return ImageSplits("tiny", *(split(n) for n in sizes), 10, 3, 8, "cifar")
 
 
 def one_epoch(rule, data, batch_size):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from walign.datasets.add import AddTask
-from walign.datasets.splits import CLASSIFICATION_KEYS, Data, TensorSplit, accuracy
+from walign.datasets.splits import CLASSIFICATION_KEYS, ImageSplits, TensorSplit, accuracy
 from walign.rnn import sequence_loss
 from walign.runs import best
 
@@ -109,7 +109,7 @@ def test_evaluate_draws_validation_batches_from_the_training_stream_and_test_one
     """Validation on examples 0-4 (labels LABELS), test on the same inputs with every label
     shifted by one class, so the two splits give different accuracies."""
     shifted = (LABELS + 1) % 3
-    data = Data("hand", train=split(), val=split(), test=split(labels=shifted), num_classes=3, in_channels=1,
+    data = ImageSplits("hand", train=split(), val=split(), test=split(labels=shifted), num_classes=3, in_channels=1,
                 image_size=1, arch="cifar")
     right_test = [bool(LOGITS[i].argmax() == shifted[i]) for i in range(5)]   # by hand: examples 3 and 4
     assert right_test == [False, False, False, True, True]
@@ -124,7 +124,7 @@ def test_evaluate_draws_validation_batches_from_the_training_stream_and_test_one
 
 
 def test_targets_are_one_hot_less_the_offset():
-    data = Data("hand", split(), split(), None, 3, 1, 1, "cifar", label_offset=0.1)
+    data = ImageSplits("hand", split(), split(), None, 3, 1, 1, "cifar", label_offset=0.1)
     want = torch.tensor([[0.9, -0.1, -0.1], [-0.1, -0.1, 0.9]])
     assert torch.allclose(data.targets(torch.tensor([0, 2])), want)
 
@@ -141,7 +141,7 @@ RECORDS = [
 
 
 def test_summary_takes_the_best_epoch_not_the_last():
-    assert Data.summarize(RECORDS) == {
+    assert ImageSplits.summarize(RECORDS) == {
         "best_val_acc": 0.55, "best_val_epoch": 2, "final_val_acc": 0.35, "test_acc_at_best_val": 0.50,
         "best_test_acc": 0.60, "final_test_acc": 0.30, "final_train_loss": 0.5}
 
@@ -150,18 +150,18 @@ def test_summary_ties_go_to_the_earliest_epoch_and_nan_epochs_are_skipped():
     records = [dict(r) for r in RECORDS]
     records[3]["val_acc"] = 0.55                      # ties epoch 2
     records[0]["val_acc"] = float("nan")              # a diverged evaluation never wins
-    out = Data.summarize(records)
+    out = ImageSplits.summarize(records)
     assert (out["best_val_acc"], out["best_val_epoch"], out["test_acc_at_best_val"]) == (0.55, 2, 0.50)
 
 
 def test_summary_without_test_accuracy_or_records():
     records = [{**r, "test_acc": None} for r in RECORDS]
-    out = Data.summarize(records)
+    out = ImageSplits.summarize(records)
     assert out["best_test_acc"] is None and out["final_test_acc"] is None and out["test_acc_at_best_val"] is None
     assert out["best_val_acc"] == 0.55 and out["best_val_epoch"] == 2
-    assert Data.summarize([]) == dict.fromkeys(CLASSIFICATION_KEYS)
+    assert ImageSplits.summarize([]) == dict.fromkeys(CLASSIFICATION_KEYS)
     # every epoch's validation failed: no best epoch, the final values still recorded
-    blank = Data.summarize([{**r, "val_acc": None} for r in RECORDS])
+    blank = ImageSplits.summarize([{**r, "val_acc": None} for r in RECORDS])
     assert blank["best_val_acc"] is None and blank["best_val_epoch"] is None and blank["final_train_loss"] == 0.5
 
 

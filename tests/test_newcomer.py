@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from walign.datasets.splits import Data
+from walign.datasets.splits import ImageSplits
 from walign.runs import run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def finished_run(results: Path, seed: int, device: str, wall: float) -> Path:
     (directory / "metrics.jsonl").write_text(json.dumps(records[0]) + "\n")
     (directory / "config.yaml").write_text("width: 4\n")  # what once made Hydra list it as a config group
     (directory / "summary.json").write_text(json.dumps(
-        {"status": "complete", **identity, "device": device, "epochs_done": 1, **Data.summarize(records),
+        {"status": "complete", **identity, "device": device, "epochs_done": 1, **ImageSplits.summarize(records),
          "wall_seconds": wall}))
     return directory
 

@@ -20,7 +20,7 @@ import pytest
 
 from walign import paper
 from walign.datasets.add import AddTask
-from walign.datasets.splits import Data
+from walign.datasets.splits import ImageSplits
 from walign.report.cli import main as report_main
 from walign.report.figures import FIGURES
 from walign.report.tables import TABLES
@@ -59,7 +59,7 @@ def write_run(root: Path, *, dataset="cifar10", rule="normal", width=8, lr=1.0, 
                 record["alignment"] = {"operator": scores, "kernel": scores, "seconds": 0.1,
                                        "permuted_operator": [s / 4 for s in scores]}
             records.append(record)
-        summary_values = Data.summarize(records)       # walign's own summary: the tests check its best epoch
+        summary_values = ImageSplits.summarize(records)       # walign's own summary: the tests check its best epoch
     identity["epochs"] = epochs or len(records)
     # the name walign gives it (the verdict checks it): as walign.spec.RunSpec.identity, fp32 and
     # compile=false identify no run (they are written into the summary all the same)

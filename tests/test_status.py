@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from walign import status, sweep_record
-from walign.datasets.splits import Data
+from walign.datasets.splits import ImageSplits
 from walign.runs import run_dir
 from walign.status import main
 
@@ -43,7 +43,7 @@ def summary(directory: Path, state: str, wall: float, **extra) -> Path:
         directory.mkdir()
         records = [{"epoch": e, "train_loss": 0.1, "val_acc": 0.1 * e, "test_acc": 0.1, "seconds": 1.0} for e in (1, 2)]
         (directory / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-        keys.update(Data.summarize(records))
+        keys.update(ImageSplits.summarize(records))
     (directory / "summary.json").write_text(json.dumps(keys))
     return directory
 

@@ -22,6 +22,7 @@ from walign.spec import RunSpec
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "sweeps"
 PAPER_ITEMS = [f"table{n}" for n in range(1, 11)] + [f"fig{n}" for n in (1, 3, 4, 5, 6, 7, 8, 9)]
+BEYOND = ["resnet20", "resnet56"]  # grids beyond the paper (biotorch's CIFAR-10 ResNet table)
 W7 = [8, 16, 32, 64, 128, 256, 512]
 
 
@@ -36,11 +37,11 @@ def spec_of(job: list[str]) -> RunSpec:
 
 
 def test_every_paper_table_and_figure_has_a_sweep_and_paper_lists_them_all():
-    assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted(PAPER_ITEMS + ["paper"])
+    assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted(PAPER_ITEMS + ["paper"] + BEYOND)
     assert sorted(grids.items("paper")) == sorted(PAPER_ITEMS)
 
 
-@pytest.mark.parametrize("name", PAPER_ITEMS)
+@pytest.mark.parametrize("name", PAPER_ITEMS + BEYOND)
 def test_sweep_says_how_many_runs_it_launches_and_every_run_is_valid(name):
     jobs = grid(name)
     header = (SWEEPS / f"{name}.yaml").read_text()
@@ -49,6 +50,22 @@ def test_sweep_says_how_many_runs_it_launches_and_every_run_is_valid(name):
     assert int(stated.group(1)) == len(jobs)
     for job in (jobs[0], jobs[-1]):
         spec_of(job).validate()
+
+
+def test_the_resnet_grids_are_biotorchs_recipe_for_every_rule_the_resnet_serves():
+    from walign.archs import ARCHS
+    serves = sorted(r for r, impl in __import__("walign.rules", fromlist=["RULES"]).RULES.items()
+                    if "cnn" in impl and impl["cnn"].needs <= ARCHS["resnet20"].capabilities and r != "sign_symmetry")
+    for name, depth in (("resnet20", 20), ("resnet56", 56)):
+        specs = [spec_of(job) for job in grid(name)]
+        assert sorted({s.rule for s in specs}) == serves  # sign_symmetry is usf under another name
+        assert sorted({s.width for s in specs}) == [16, 32, 64]
+        for s in specs:
+            assert (s.dataset, s.arch, s.resolved_arch_options(), s.epochs, s.lr, s.resolved_batch_size()) == \
+                ("cifar10", "resnet20", {"depth": depth}, 250, 0.1, 128)
+            assert (s.loss, s.momentum, s.weight_decay, list(s.lr_milestones), s.lr_gamma) == \
+                ("cross_entropy", 0.9, 0.0001, [100, 150, 200], 0.1)
+            assert (s.parameterization, s.optimizer, s.init, s.augment) == ("standard", "sgd", "xavier", True)
 
 
 def values(name: str, key: str) -> set[str]:

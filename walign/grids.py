@@ -16,7 +16,7 @@ from .cost import measured_throughput, rate_for, run_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "sweeps"
-GROUPS = ("dataset", "rule", "task", "launcher", "logger", "sweeps")  # config groups: a value picks a config file or node
+GROUPS = ("dataset", "rule", "arch", "task", "launcher", "logger", "sweeps")  # config groups: a value picks a config file or node
 LABELS = {"table": ("Table", "Tables"), "fig": ("Figure", "Figures")}
 
 

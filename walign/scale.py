@@ -15,7 +15,7 @@ SMOKE_EXAMPLES = {"train": 200, "val": 100, "test": 100}  # at most, per split
 
 
 def shrink(data, scale: str):
-    """``data`` (a walign.datasets.splits.Task) with each split cut to its smoke size at
+    """``data`` (a walign.datasets.splits.LoadedData) with each split cut to its smoke size at
     ``scale=smoke``; unchanged at full scale. The first examples are kept, so the cut is the same
     in every run."""
     if scale == "full":

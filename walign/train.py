@@ -221,7 +221,7 @@ def train(state: TrainState, data, on_epoch: Callable[[dict], None], progress=No
     (to save it), then the signal is obeyed, which ends the process (walign.interrupt).
     ``autocast()`` wraps each step's and evaluation's compute (walign.precision).
 
-    ``data`` is a ``walign.datasets.Task``: ``data.train.batches(rng, batch_size)`` yields (inputs,
+    ``data`` is a ``walign.datasets.LoadedData``: ``data.train.batches(rng, batch_size)`` yields (inputs,
     labels), ``data.targets(labels)`` gives the regression targets, and ``data.evaluate(...)``
     returns the epoch's evaluation metrics (classification accuracies, or the Add task's losses).
 

@@ -11,7 +11,7 @@ template for your own. A data set is a class registered with ``@register(NAME)``
 * ``needs_root``: the files are read from ``dataset.root`` (so a run refuses an empty root).
 * ``locate``: check the files before anything starts (a one-line error if missing); here
   walign.datasets.files.find does that, and fetches them with torchvision when asked to.
-* ``load``: the splits on a device, as a ``walign.datasets.Data``: train, validation, test,
+* ``load``: the splits on a device, as a ``walign.datasets.ImageSplits``: train, validation, test,
   classes, channels, image size and the default network architecture (``arch=auto``).
 * ``shape``: split sizes and input shape without loading (for cost estimates and batch checks).
 * ``ImageDataSet`` (the base class) supplies the rest: ``family = "cnn"``, the classification
@@ -27,7 +27,7 @@ import os
 
 import torch
 
-from walign.datasets import Data, DataShape, TensorSplit, register
+from walign.datasets import ImageSplits, DataShape, TensorSplit, register
 from walign.datasets.files import find
 from walign.datasets.image import ImageDataSet
 from walign.datasets.splits import nchw
@@ -59,7 +59,7 @@ class FashionMnist(ImageDataSet):
         train = torchvision.datasets.FashionMNIST(root, train=True, download=False)
         test = torchvision.datasets.FashionMNIST(root, train=False, download=False)
         x, y, v = train.data.numpy(), train.targets, VALIDATION
-        return Data("fashion_mnist",
+        return ImageSplits("fashion_mnist",
                     TensorSplit(nchw(x[v:]), y[v:], device),                   # training
                     TensorSplit(nchw(x[:v]), y[:v], device),                   # validation
                     TensorSplit(nchw(test.data.numpy()), test.targets, device),  # official test

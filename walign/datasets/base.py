@@ -154,7 +154,7 @@ class DataSet:
 
     @classmethod
     def load(cls, device, **options):
-        """The data on ``device`` (a ``walign.datasets.splits.Task``); ``options`` are its dataset.* values."""
+        """The data on ``device`` (a ``walign.datasets.splits.LoadedData``); ``options`` are its dataset.* values."""
         raise NotImplementedError
 
     @staticmethod

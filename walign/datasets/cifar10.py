@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from .base import DataShape, register
 from .files import find
 from .image import ImageDataSet
-from .splits import Data, TensorSplit, nchw
+from .splits import ImageSplits, TensorSplit, nchw
 
 CIFAR_VALIDATION = 5000
 
@@ -57,7 +57,7 @@ def _read_cifar10(root: str, verify_md5: bool, download: bool = False):
 
 
 def load_cifar10(root: str, device, verify_md5: bool = True, train_size: int | None = None,
-                 download: bool = False) -> Data:
+                 download: bool = False) -> ImageSplits:
     """CIFAR-10 with the released split: validation = first 5000 training images, training = the
     remaining 45 000. With ``train_size`` N (small CIFAR-10): train on the first N of those and
     validate on the first min(N, 5000); the run then uses the released batch-size rule
@@ -72,7 +72,7 @@ def load_cifar10(root: str, device, verify_md5: bool = True, train_size: int | N
         n_val = min(train_size, CIFAR_VALIDATION)
         x_val, y_val = x_val[:n_val], y_val[:n_val]
         name = "small_cifar10"
-    return Data(name, TensorSplit(nchw(x_train), torch.from_numpy(y_train), device),
+    return ImageSplits(name, TensorSplit(nchw(x_train), torch.from_numpy(y_train), device),
                 TensorSplit(nchw(x_val), torch.from_numpy(y_val), device),
                 TensorSplit(nchw(x_test), torch.from_numpy(y_test), device),
                 10, 3, 32, "cifar")

@@ -11,7 +11,7 @@ import torch
 
 from .base import DataShape, register
 from .image import ImageDataSet
-from .splits import Data, TensorSplit, nchw
+from .splits import ImageSplits, TensorSplit, nchw
 
 EMBEDDED_ASSET = "cifar10_sample.npz"
 
@@ -24,7 +24,7 @@ def decode_jpegs(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
-def load_embedded(device) -> Data:
+def load_embedded(device) -> ImageSplits:
     """The shipped sample on ``device``."""
     with resources.files("walign.assets").joinpath(EMBEDDED_ASSET).open("rb") as f:
         pack = dict(np.load(f))
@@ -32,7 +32,7 @@ def load_embedded(device) -> Data:
     for split in ("train", "val", "test"):
         images = decode_jpegs(pack[f"{split}_jpeg"], pack[f"{split}_offsets"])
         splits[split] = TensorSplit(nchw(images), torch.from_numpy(pack[f"{split}_labels"]), device)
-    return Data("embedded", splits["train"], splits["val"], splits["test"], 10, 3, 32, "cifar")
+    return ImageSplits("embedded", splits["train"], splits["val"], splits["test"], 10, 3, 32, "cifar")
 
 
 @register("embedded")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from .base import DataSet
-from .splits import CLASSIFICATION_KEYS, Data
+from .splits import CLASSIFICATION_KEYS, ImageSplits
 
 
 class ImageDataSet(DataSet):
     """An image classification data set, learned by its own paper network or the one ``arch`` names."""
     family = "cnn"
     summary_keys = CLASSIFICATION_KEYS
-    summarize = staticmethod(Data.summarize)
+    summarize = staticmethod(ImageSplits.summarize)
 
     @classmethod
     def build_net(cls, data, width: int, batch_size: int, arch: str, activation: str, parameterization: str,

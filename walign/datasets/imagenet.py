@@ -8,7 +8,7 @@ from ..errors import ConfigError
 from .base import DataShape, register
 from .files import missing
 from .image import ImageDataSet
-from .splits import Data, LoaderSplit
+from .splits import ImageSplits, LoaderSplit
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -20,7 +20,7 @@ def locate_imagenet(root: str) -> None:
                           "train/ and val/ in ImageFolder layout (one sub-folder per class)")
 
 
-def load_imagenet(root: str, device, workers: int = 8) -> Data:
+def load_imagenet(root: str, device, workers: int = 8) -> ImageSplits:
     """The two ImageFolder trees with random-resized-crop training and centre-crop evaluation."""
     import torchvision
     from torchvision import transforms as T
@@ -33,7 +33,7 @@ def load_imagenet(root: str, device, workers: int = 8) -> Data:
         [T.Resize(256), T.CenterCrop(224), T.ToTensor(), norm]))
     if train.classes != val.classes:
         raise ConfigError(f"ImageNet train/ and val/ under {root} hold different class folders")
-    return Data("imagenet", LoaderSplit(train, device, workers), LoaderSplit(val, device, workers),
+    return ImageSplits("imagenet", LoaderSplit(train, device, workers), LoaderSplit(val, device, workers),
                 None, len(train.classes), 3, 224, "imagenet", label_offset=0.0)
 
 

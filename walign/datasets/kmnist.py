@@ -9,7 +9,7 @@ import torch
 from .base import DataShape, register
 from .files import find
 from .image import ImageDataSet
-from .splits import Data, TensorSplit, nchw
+from .splits import ImageSplits, TensorSplit, nchw
 
 KMNIST_VALIDATION = 5000
 
@@ -24,7 +24,7 @@ def locate_kmnist(root: str, download: bool = False) -> None:
          "DIR/kmnist/KMNIST/raw (or dataset.root=DIR/kmnist), or dataset.download=true to fetch it with torchvision")
 
 
-def load_kmnist(root: str, device, download: bool = False) -> Data:
+def load_kmnist(root: str, device, download: bool = False) -> ImageSplits:
     """KMNIST on ``device``, with the released split."""
     import torchvision
 
@@ -33,7 +33,7 @@ def load_kmnist(root: str, device, download: bool = False) -> Data:
     test = torchvision.datasets.KMNIST(root, train=False, download=False)
     x, y = train.data.numpy(), train.targets.numpy()
     v = KMNIST_VALIDATION
-    return Data("kmnist", TensorSplit(nchw(x[v:]), torch.from_numpy(y[v:]), device),
+    return ImageSplits("kmnist", TensorSplit(nchw(x[v:]), torch.from_numpy(y[v:]), device),
                 TensorSplit(nchw(x[:v]), torch.from_numpy(y[:v]), device),
                 TensorSplit(nchw(test.data.numpy()), test.targets, device), 10, 1, 28, "kmnist")
 

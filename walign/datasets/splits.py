@@ -63,8 +63,8 @@ class LoaderSplit:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-class Task(Protocol):
-    """What the training loop (walign.train) needs from loaded data: ``Data`` for the image sets,
+class LoadedData(Protocol):
+    """What the training loop (walign.train) needs from loaded data: ``ImageSplits`` for the image sets,
     ``walign.datasets.add.AddTask`` for the Add task."""
     family: str             # the model family that learns it: 'cnn' or 'rnn'
     train: TensorSplit | LoaderSplit
@@ -80,13 +80,13 @@ class Task(Protocol):
         """The run's summary values from its per-epoch records."""
 
 
-# summary.json's result keys of a classification run (Data.summarize)
+# summary.json's result keys of a classification run (ImageSplits.summarize)
 CLASSIFICATION_KEYS = ("best_val_acc", "best_val_epoch", "final_val_acc", "test_acc_at_best_val", "best_test_acc",
                        "final_test_acc", "final_train_loss")
 
 
 @dataclass
-class Data:
+class ImageSplits:
     """The splits of one image data set plus what the network needs to know about its inputs."""
     name: str
     train: TensorSplit | LoaderSplit
@@ -144,3 +144,9 @@ def nchw(images: np.ndarray) -> torch.Tensor:
     if images.ndim == 3:
         images = images[..., None]
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+
+# The names these had before (``Data``: the loaded splits of an image data set; ``Task``: what the
+# training loop reads from any loaded data), kept so that data-set plugins written with them still import.
+Data = ImageSplits
+Task = LoadedData
