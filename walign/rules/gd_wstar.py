@@ -82,15 +82,15 @@ class GradientDescentWithWStar(Rule):
             raise ConfigError(f"rule.score_layers must be a positive integer or null, got {options['score_layers']}")
 
     def _geometry(self):
-        """Input shape and SAME pads of every scored layer under the scoring strides."""
-        spec = self.net.spec
+        """Input shape and SAME pads of every scored layer under the scoring strides: the channels
+        from the network's own kernels, the sizes from its input size and those strides."""
         shapes, pads = [], []
-        channels, size = spec.in_channels, spec.image_size
-        for stride in self.strides:
-            shapes.append((channels, size, size))
+        size = self.net.spec.image_size
+        for weight, stride in zip(self.net.weights[:self.layers], self.strides, strict=True):
+            shapes.append((weight.shape[1], size, size))
             p = same_padding(size, stride)
             pads.append((p[0], p[1], p[0], p[1]))
-            channels, size = spec.width, -(-size // stride)
+            size = -(-size // stride)
         return shapes, pads
 
     def pseudo_gradients(self, x, target):
