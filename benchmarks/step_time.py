@@ -4,9 +4,11 @@
     python benchmarks/step_time.py                       # CPU (or the GPU if there is one)
     python benchmarks/step_time.py --device cpu --widths 16 64 --rounds 5
     python benchmarks/step_time.py --device cuda --widths 64 256 512 --precision fp32 tf32 --throughput
+    python benchmarks/step_time.py --device cpu --arch resnet20 --widths 16 32    # another network
 
 One step = rule.pseudo_gradients on a batch of 100 CIFAR-shaped images + an SGD step, exactly
-what the training loop does. All rules are timed in the same process, in interleaved rounds
+what the training loop does, on the paper's CIFAR network or the one ``--arch`` names (walign/archs/;
+rules the network cannot serve are left out, with one line). All rules are timed in the same process, in interleaved rounds
 (every rule once per round) so drift hits them alike. ms/step is the median over rounds; "x Normal"
 is the median over rounds of the rule's time divided by Normal's in the same round, printed with
 its range, which shows how much a shared machine moved the result. On a GPU
@@ -49,8 +51,9 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from walign import cost, precision  # noqa: E402
 from walign.allocator import keep_freed_memory  # noqa: E402
 from walign.compiled import CompiledStep, make_step, mode_for  # noqa: E402
-from walign.nets import ConvNet, NetSpec  # noqa: E402
-from walign.rules import build_rule  # noqa: E402
+from walign.archs import ARCHS, missing  # noqa: E402
+from walign.datasets import DataShape  # noqa: E402
+from walign.rules import RULES as REGISTRY, build_rule  # noqa: E402
 from walign.train import make_optimizer  # noqa: E402
 
 RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry"]
@@ -59,9 +62,13 @@ RULES = ["normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_l
 LR = 0.1
 
 
+ARCH = {"name": "cifar"}  # the network the steps run on (set by main, and in a child)
+CIFAR = DataShape(0, 0, 0, 3, 32, 10, "cifar")
+
+
 def make(rule_name, width, device, batch, channels_last=False):
     torch.manual_seed(0)
-    net = ConvNet(NetSpec("cifar", width)).to(device)
+    net = ARCHS[ARCH["name"]].create(CIFAR, width, batch, "relu", "ntk", {}).to(device)
     rule = build_rule(rule_name, net, 99)
     opt = torch.optim.SGD(rule.params, lr=LR)
     x = torch.rand(batch, 3, 32, 32, device=device)
@@ -174,7 +181,8 @@ def cpu_peak_mb(rule_name, width, batch, runs=1):
     peaks = []
     for _ in range(runs):
         out = subprocess.run([sys.executable, __file__, "--child", rule_name, str(width), str(batch),
-                              "--precision", MODE["precision"]], capture_output=True, text=True, check=True)
+                              "--precision", MODE["precision"], "--arch", ARCH["name"]], capture_output=True, text=True,
+                             check=True)
         peaks.append(float(out.stdout.strip().splitlines()[-1]))
     return statistics.median(peaks)
 
@@ -217,6 +225,8 @@ def main():
     ap.add_argument("--steps", type=int, default=5, help="steps per timed block")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is kept")
     ap.add_argument("--rules", nargs="+", default=RULES)
+    ap.add_argument("--arch", default="cifar", choices=sorted(n for n, a in ARCHS.items() if a.family == "cnn"),
+                    help="the network (walign/archs/); default the paper's CIFAR net")
     ap.add_argument("--precision", nargs="+", default=["fp32"], choices=precision.PRECISIONS)
     ap.add_argument("--memory", choices=["auto", "none"], default="auto",
                     help="none: skip the peak-memory measurement (the CPU's costs a process per rule)")
@@ -235,6 +245,7 @@ def main():
     args = ap.parse_args()
     if args.memory_runs < 1:
         ap.error(f"--memory-runs must be at least 1, got {args.memory_runs}")
+    ARCH["name"] = args.arch
     if args.child:
         MODE["precision"] = args.precision[0]
         precision.configure(MODE["precision"], "cpu")
@@ -242,8 +253,12 @@ def main():
     device = torch.device(args.device)
     if device.type == "cpu":
         keep_freed_memory()  # as a CPU training run does (walign/app.py)
-    rules = ["normal"] + [r for r in args.rules if r != "normal"]
-    print(f"# step time and peak memory, batch {args.batch}, CIFAR 7-conv net")
+    lacking = [r for r in args.rules if missing(ARCHS[args.arch], REGISTRY[r]["cnn"].needs)]
+    rules = ["normal"] + [r for r in args.rules if r != "normal" and r not in lacking]
+    net_name = "CIFAR 7-conv net" if args.arch == "cifar" else f"arch {args.arch} on CIFAR-shaped inputs"
+    print(f"# step time and peak memory, batch {args.batch}, {net_name}")
+    if lacking:
+        print(f"# left out: {', '.join(lacking)} (arch {args.arch} lacks what they need)")
     print(f"# machine: {machine(device)}; torch {torch.__version__}; device {device}")
     if args.compile:
         print(COMPILED_HEADER)
@@ -270,7 +285,7 @@ def main():
                     mb = gpu_peak_mb(r, width, device, args.batch)
                 else:
                     mb = cpu_peak_mb(r, width, args.batch, args.memory_runs)
-                flops = cost.step_flops(r, width, args.batch)["total"]
+                flops = cost.step_flops(r, width, args.batch, arch=args.arch)["total"]
                 rows.append({"width": width, "rule": r, "precision": mode, "ms_per_step": ms, "peak_mb": mb,
                              "flops_per_step": flops, "tflops": flops / (ms / 1000) / 1e12})
             base = next(x for x in rows if x["width"] == width and x["rule"] == "normal" and x["precision"] == mode)
@@ -295,6 +310,7 @@ def main():
     if args.throughput:
         for x in rows:
             print("throughput " + json.dumps({"card": machine(device), "device": str(device), "precision": x["precision"],
+                                              **({"arch": args.arch} if args.arch != "cifar" else {}),
                                               "rule": x["rule"], "width": x["width"],
                                               "ms_per_step": round(x["ms_per_step"], 3), "tflops": round(x["tflops"], 4)}))
     if args.json:

@@ -253,7 +253,8 @@ def measured_throughput(results: Path = ROOT / "benchmarks" / "results") -> tupl
             if not line.startswith("throughput {"):
                 continue
             row = json.loads(line.split(" ", 1)[1])
-            if row.get("device", "").startswith("cuda") and row.get("precision") == "fp32" and row.get("tflops"):
+            if row.get("device", "").startswith("cuda") and row.get("precision") == "fp32" and row.get("tflops") \
+                    and row.get("arch", "cifar") == "cifar":  # the paper's CIFAR net: what sweeps are priced by
                 card = row["card"]
                 rates[(row["rule"], int(row["width"]))] = float(row["tflops"])
         if rates:
