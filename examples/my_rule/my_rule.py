@@ -9,7 +9,8 @@ backprop's benefit comes from the top of the network?) and a template for your o
    ``rule=my_rule rule.layers=3`` from that and refuses values of the wrong type;
 3. ``pseudo_gradients`` turns a batch into a ``Step``: the loss and one gradient per parameter
    (None: leave it alone); ``self.exact(loss, params)`` is backprop's for ``params``;
-4. declare ``passes``, what one step computes, so sweeps are priced right (walign warns without).
+4. declare ``passes``, what one step computes, so sweeps are priced right (walign warns without),
+   and ``needs``, what it uses of the network, so a network without it is refused in one line.
 
 Make it visible to walign with ``pip install -e examples/my_rule`` (the entry point in
 pyproject.toml), or without installing: ``python main.py +rule_module=my_rule rule=my_rule``.
@@ -27,6 +28,9 @@ class TopLayersBackprop(Rule):
     # passes): a full forward, and gradients of the top layers only; backprop's counts are the
     # upper bound, exact when layers equals the network's depth
     passes = Rule.passes
+    # what it uses of the network (walign/archs/base.py): a forward pass, the head, and the chain of
+    # layers with their weights; so it runs on the paper's CNNs and the MLP, and not on the ResNet
+    needs = frozenset({"forward", "head", "layers"})
 
     def __init__(self, net, layers: int):
         super().__init__(net)

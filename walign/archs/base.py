@@ -26,8 +26,9 @@ and a plain ``forward(x)``; the capabilities add, each a small set of methods:
   the head's last), ``forward(x, feedback=[...])`` with one feedback tensor per such weight, and
   ``draw_like(rng, i)`` (a draw shaped and scaled like weight i, for FA-style feedback);
 * ``layers``: a chain of ``depth`` layers, ``layer(l, a, feedback=None)`` giving the
-  pre-activation output h_l, ``activation(h)``, ``pool(a)`` and ``feature_shapes`` (the shape of
-  each h_l without the batch axis): the taps that DFA and Align-ada inject their signals at;
+  pre-activation output h_l, ``activation(h)``, ``pool(a)``, ``feature_shapes`` (the shape of
+  each h_l without the batch axis) and each layer's ``weights[l]`` and ``biases[l]``: the taps that
+  DFA and Align-ada inject their signals at;
 * ``scoring``: the paper's chain of 3x3 convolutions with ``strides`` and ``weights``, which the
   alignment estimator (gd_wstar) scores.
 """
