@@ -16,8 +16,10 @@
 # CIFAR10_ROOT names a folder holding cifar-10-batches-py, else on random CIFAR-shaped data (the
 # output says which); times Normal's and Align-ada's step as compile=true runs it (torch.compile,
 # CUDA graphs) beside eager at widths 64 and 512, fp32 and tf32 (COMPILE_WIDTHS, COMPILE_PRECISIONS),
-# and again at widths 16 and 256 at the end (COMPILE_WIDTHS_MORE); and tries the channels_last
-# layout, eager and compiled, at widths 64 and 512, tf32 (LAYOUT_WIDTHS).
+# and again at widths 16 and 256 at the end (COMPILE_WIDTHS_MORE); tries the channels_last
+# layout, eager and compiled, at widths 64 and 512, tf32 (LAYOUT_WIDTHS); and last times every
+# rule's step on the ResNet-20 at widths 16, 32, 64, fp32 (RESNET_WIDTHS), whose throughput lines
+# price runs on that network.
 # The most wanted measurements come first (the GPU tests, then compiled against eager at widths 64
 # and 512), so a run cut short by --budget keeps them. Everything goes to the screen and to one file.
 #
@@ -36,6 +38,8 @@
 #   COMPILE_PRECISIONS   its precisions (default "fp32 tf32"; dry run "tf32", and its layout trial
 #                        times Normal only)
 #   LAYOUT_WIDTHS        widths of the channels_last trial (default "64 512"; dry run "8")
+#   RESNET_WIDTHS        widths of the last section, every rule's step on arch=resnet20 with throughput
+#                        lines (default "16 32 64"; dry run "4")
 # Exit status: 0 if every step passed, 1 otherwise (the file says which failed).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +73,7 @@ if [ "$device" = cuda ]; then
     layout_widths=${LAYOUT_WIDTHS:-64 512}
     compile_precisions=${COMPILE_PRECISIONS:-fp32 tf32}
     layout_rules="normal align_ada"
+    resnet_widths=${RESNET_WIDTHS:-16 32 64}
     epoch_args=(--width 512)
 else
     slug=cpu-dryrun
@@ -79,6 +84,7 @@ else
     layout_widths=${LAYOUT_WIDTHS:-8}
     compile_precisions=${COMPILE_PRECISIONS:-tf32}
     layout_rules="normal"
+    resnet_widths=${RESNET_WIDTHS:-4}
     epoch_args=(--width 8 --train 200 --val 100 --test 100)
 fi
 mkdir -p "$out"
@@ -168,6 +174,12 @@ step "one epoch" "$PYTHON" benchmarks/epoch_time.py --device "$device" --rules n
     "${epoch_args[@]}" ${CIFAR10_ROOT:+--root "$CIFAR10_ROOT"}
 
 compiled_steps "step time compiled (more widths)" "$compile_widths_more"
+
+section "step time resnet20 fp32"
+# the ResNet's own rates, which plan=true and the SLURM packing use for runs on it (RESNET_WIDTHS)
+# shellcheck disable=SC2086
+step "step time resnet20 fp32" "$PYTHON" benchmarks/step_time.py --device "$device" --arch resnet20 \
+    --widths $resnet_widths --rounds "$rounds" --steps "$steps" --precision fp32 --memory "$memory" --throughput
 
 section "summary"
 echo "wall: $((SECONDS - started)) s"

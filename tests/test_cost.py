@@ -183,6 +183,19 @@ def test_gpu_hours_come_from_the_newest_gpu_measurement(tmp_path):
     assert cost.measured_throughput(tmp_path / "none") is None
 
 
+def test_a_network_measured_on_its_own_is_priced_by_its_own_rates(tmp_path):
+    def line(**row):
+        return "throughput " + json.dumps({"card": "NVIDIA X", "device": "cuda", "precision": "fp32", **row})
+    (tmp_path / "gpu-nvidia-x-2026-02-01.txt").write_text("\n".join([
+        line(rule="normal", width=64, tflops=10.0), line(rule="normal", width=512, tflops=40.0),
+        line(rule="normal", width=16, tflops=2.0, arch="resnet20"), line(rule="fa", width=64, tflops=5.0, arch="resnet20")]))
+    _, rates = cost.measured_throughput(tmp_path)
+    assert cost.rate_for(rates, "normal", 512) == 40.0 and cost.rate_for(rates, "normal", 512, "cifar") == 40.0
+    assert cost.rate_for(rates, "fa", 64, "resnet20") == 5.0      # its own rows
+    assert cost.rate_for(rates, "usf", 16, "resnet20") == 2.0     # its Normal's, not the CIFAR net's
+    assert cost.rate_for(rates, "normal", 512, "mlp") == 40.0     # never measured: the CIFAR net's
+
+
 def test_a_sweep_file_expands_to_its_runs():
     specs = grids.sweep_specs(grids.ROOT / "sweeps" / "fig8.yaml")
     assert [(s.dataset, s.width, s.epochs, s.rule_options["score_epochs"]) for s in specs] == [

@@ -11,7 +11,8 @@ from walign import cost
 ROOT = Path(__file__).resolve().parents[1]
 # in this order: what a short GPU lease must not lose comes first (the GPU tests, compiled against eager)
 SECTIONS = ["device", "packages", "pytest -m cuda", "step time compiled tf32", "step time fp32", "step time tf32",
-            "channels_last tf32", "one epoch", "step time compiled (more widths) tf32", "summary"]
+            "channels_last tf32", "one epoch", "step time compiled (more widths) tf32", "step time resnet20 fp32",
+            "summary"]
 # every CNN rule walign ships, the paper's and sign symmetry; gpu_check.sh times each of them
 CNN_RULES = {"normal", "align_ada", "align_zero", "align_prop", "fa", "dfa", "last_layer", "sign_symmetry"}
 
@@ -31,7 +32,12 @@ def test_dry_run_writes_its_file_with_every_section(tmp_path):
     assert "no CUDA device" in text  # the GPU tests were collected and skipped
     assert "tf32: no-op on cpu" in text
     rows = [json.loads(line.split(" ", 1)[1]) for line in text.splitlines() if line.startswith("throughput {")]
+    resnet = [r for r in rows if r.get("arch") == "resnet20"]
+    rows = [r for r in rows if "arch" not in r]
     assert {(r["rule"], r["precision"]) for r in rows} == {(r, p) for r in CNN_RULES for p in ("fp32", "tf32")}
+    # every rule the ResNet serves, on it (DFA and Align-ada left out, said in one line)
+    assert {r["rule"] for r in resnet} == CNN_RULES - {"dfa", "align_ada"} and {r["width"] for r in resnet} == {4}
+    assert "# left out: align_ada, dfa (arch resnet20 lacks what they need)" in text
     assert all(r["width"] == 8 and r["tflops"] > 0 and r["device"] == "cpu" for r in rows)
     assert "| normal | 8 | fp32 |" in text and "| align_ada | 8 | fp32 |" in text and "random CIFAR-shaped" in text
     # Normal's and Align-ada's steps also ran compiled, beside eager, and stayed equal to it

@@ -246,29 +246,35 @@ def format_flops(x: float) -> str:
 
 def measured_throughput(results: Path = ROOT / "benchmarks" / "results") -> tuple[str, dict] | None:
     """The newest GPU measurement in results/gpu-*.txt: (card, {(rule, width): TFLOP/s}) at fp32,
-    from the ``throughput {json}`` lines benchmarks/gpu_check.sh writes. None if there is none."""
+    from the ``throughput {json}`` lines benchmarks/gpu_check.sh writes, for the paper's CIFAR net;
+    rows measured on another network (``"arch"`` in the line) are keyed (rule, width, arch). None if
+    there is none."""
     for path in sorted(Path(results).glob("gpu-*.txt"), reverse=True):
         rates, card = {}, None
         for line in path.read_text(errors="replace").splitlines():
             if not line.startswith("throughput {"):
                 continue
             row = json.loads(line.split(" ", 1)[1])
-            if row.get("device", "").startswith("cuda") and row.get("precision") == "fp32" and row.get("tflops") \
-                    and row.get("arch", "cifar") == "cifar":  # the paper's CIFAR net: what sweeps are priced by
+            if row.get("device", "").startswith("cuda") and row.get("precision") == "fp32" and row.get("tflops"):
                 card = row["card"]
-                rates[(row["rule"], int(row["width"]))] = float(row["tflops"])
+                arch = row.get("arch", "cifar")
+                key = (row["rule"], int(row["width"])) + ((arch,) if arch != "cifar" else ())
+                rates[key] = float(row["tflops"])
         if rates:
             return card, rates
     return None
 
 
-def rate_for(rates: dict, rule: str, width: int) -> float | None:
+def rate_for(rates: dict, rule: str, width: int, arch: str = "auto") -> float | None:
     """Measured TFLOP/s for a rule (Normal's if the rule was not measured) at the nearest measured
-    width (in log2). Widths below the smallest measured one are latency-bound on a GPU, so their
-    hours from this rate are a lower bound."""
-    for name in (rule, "normal"):
-        widths = [w for r, w in rates if r == name]
-        if widths:
-            nearest = min(widths, key=lambda w: abs(math.log2(w) - math.log2(width)))
-            return rates[(name, nearest)]
+    width (in log2), on ``arch`` where that network was measured, else on the paper's CIFAR net.
+    Widths below the smallest measured one are latency-bound on a GPU, so their hours from this
+    rate are a lower bound."""
+    nets = ([(arch,)] if arch not in ("auto", "cifar", "kmnist", "imagenet") else []) + [()]  # () : the CIFAR net
+    for net in nets:
+        for name in (rule, "normal"):
+            widths = [key[1] for key in rates if key[0] == name and key[2:] == net]
+            if widths:
+                nearest = min(widths, key=lambda w: abs(math.log2(w) - math.log2(width)))
+                return rates[(name, nearest) + net]
     return None

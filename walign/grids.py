@@ -105,7 +105,7 @@ def sweep_table(sweeps: Path = ROOT / "sweeps", results: Path = ROOT / "benchmar
         flops = [run_flops(s) for s in specs]
         hours = ""
         if measured:
-            rates = [None if s.dataset == "add" else rate_for(measured[1], s.rule, s.width) for s in specs]
+            rates = [None if s.dataset == "add" else rate_for(measured[1], s.rule, s.width, s.arch) for s in specs]
             if all(rates):
                 hours = f"{sum(f / (r * 1e12) for f, r in zip(flops, rates)) / 3600:.1f}"
         lines.append(f"| `{path.name}` | {len(specs)} | {sum(flops) / 1e15:.1f} | {hours} |")

@@ -36,7 +36,7 @@ def estimate_seconds(spec, tflops: float | None = None) -> float:
     rate = tflops
     if rate is None:
         measured = _measured_throughput()
-        rate = rate_for(measured[1], spec.rule, spec.width) if measured else None
+        rate = rate_for(measured[1], spec.rule, spec.width, spec.arch) if measured else None
     rate = rate or DEFAULT_TFLOPS
     return run_flops(spec) / (rate * 1e12) + RUN_OVERHEAD_S
 
