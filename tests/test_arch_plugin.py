@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+
+import plugin_site
 
 import pytest
 import torch
@@ -22,19 +22,11 @@ FAST = ["width=4", "epochs=1", "scale=smoke", "progress=none", "device=cpu"]
 
 
 def installed(tmp: Path) -> Path:
-    """A site directory holding the example's distribution metadata with its entry point."""
-    info = tmp / "site" / "walign_my_arch-0.1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: walign-my-arch\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[walign.archs]\nmy_arch = my_arch\n")
-    return tmp / "site"
+    return plugin_site.installed(tmp, "walign-my-arch", "walign.archs", "my_arch")
 
 
-def walign(*args, path=(), module: str = "main.py") -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(map(str, [*path, EXAMPLE]))}
-    command = [str(REPO / "main.py")] if module == "main.py" else ["-m", module]
-    return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=env, text=True, capture_output=True,
-                          timeout=600)
+def walign(*args, path=(), module: str = "main.py"):
+    return plugin_site.run_walign(EXAMPLE, *args, path=path, module=module)
 
 
 @pytest.fixture

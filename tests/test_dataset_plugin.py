@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import shutil
 import struct
-import subprocess
 import sys
 from pathlib import Path
+
+import plugin_site
 
 import numpy as np
 import pytest
@@ -63,19 +63,11 @@ def write_fashion_mnist(root: Path) -> Path:
 
 
 def installed(tmp: Path) -> Path:
-    """A site directory holding the example's distribution metadata with its entry point."""
-    info = tmp / "site" / "walign_my_dataset-0.1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: walign-my-dataset\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[walign.datasets]\nmy_dataset = my_dataset\n")
-    return tmp / "site"
+    return plugin_site.installed(tmp, "walign-my-dataset", "walign.datasets", "my_dataset")
 
 
-def walign(*args, path=(), module: str = "main.py") -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(map(str, [*path, EXAMPLE]))}
-    command = [str(REPO / "main.py")] if module == "main.py" else ["-m", module]
-    return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=env, text=True, capture_output=True,
-                          timeout=600)
+def walign(*args, path=(), module: str = "main.py"):
+    return plugin_site.run_walign(EXAMPLE, *args, path=path, module=module)
 
 
 @pytest.fixture(scope="module")

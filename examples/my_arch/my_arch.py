@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from walign.archs import Arch, Geometry, Layer, register
+from walign.archs import Arch, Geometry, Layer, draw_in_order, gaussian_like, register
 from walign.feedback import FeedbackConv2d, FeedbackLinear
 
 KERNEL = 5
@@ -85,22 +85,12 @@ class LeNet(nn.Module):
         return [self.conv1, self.conv2, self.hidden, self.fc_weight]
 
     def draw_like(self, rng: np.random.RandomState, i: int) -> torch.Tensor:
-        weight = self.feedback_weights()[i]
-        draw = rng.randn(*weight.shape)
-        return torch.from_numpy(draw if self.parameterization == "ntk" else draw / math.sqrt(weight[0].numel()))
+        """N(0, 1) shaped like weight i (N(0, 1/fan-in) under the standard parameterisation)."""
+        return gaussian_like(rng, self.feedback_weights()[i], self.parameterization)
 
-    @torch.no_grad()
     def initialize(self, seed, draw_extra=None):
         """Weights in order from numpy's legacy RNG (an FA-style rule's draws after each); biases zero."""
-        rng, extras = np.random.RandomState(seed), []
-        for i, weight in enumerate(self.feedback_weights()):
-            weight.copy_(self.draw_like(rng, i))
-            extra = draw_extra(rng, i) if draw_extra is not None else None
-            if extra is not None:
-                extras.append(extra)
-        for bias in [*self.biases, self.fc_bias]:
-            bias.zero_()
-        return extras
+        return draw_in_order(self, seed, draw_extra, [*self.biases, self.fc_bias])
 
 
 @register("lenet")

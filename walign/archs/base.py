@@ -35,6 +35,7 @@ and a plain ``forward(x)``; the capabilities add, each a small set of methods:
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from dataclasses import dataclass
 
@@ -157,6 +158,32 @@ def register(name: str):
         ARCHS[name] = cls
         return cls
     return add
+
+
+def gaussian_like(rng, weight, parameterization: str):
+    """A float64 N(0, 1) draw from numpy ``rng`` shaped like ``weight``; N(0, 1/fan_in) under the
+    standard parameterisation (fan_in: inputs x kernel taps). What a network's ``draw_like`` can be."""
+    import torch
+    draw = rng.randn(*weight.shape)
+    return torch.from_numpy(draw / math.sqrt(weight[0].numel()) if parameterization == "standard" else draw)
+
+
+def draw_in_order(net, seed: int, draw_extra, zeroed) -> list:
+    """A network's ``initialize``: every weight of ``net.feedback_weights()`` in order from
+    ``RandomState(seed)`` through ``net.draw_like``, ``draw_extra(rng, i)`` after weight i (what it
+    returns is collected and returned), and the ``zeroed`` parameters (the biases) set to zero."""
+    import numpy as np
+    import torch
+    rng, extras = np.random.RandomState(seed), []
+    with torch.no_grad():
+        for i, weight in enumerate(net.feedback_weights()):
+            weight.copy_(net.draw_like(rng, i))
+            extra = draw_extra(rng, i) if draw_extra is not None else None
+            if extra is not None:
+                extras.append(extra)
+        for param in zeroed:
+            param.zero_()
+    return extras
 
 
 def entry(name: str) -> type[Arch]:

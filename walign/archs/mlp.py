@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..feedback import FeedbackLinear
-from .base import Arch, Geometry, Layer, register
+from .base import Arch, Geometry, Layer, draw_in_order, gaussian_like, register
 
 
 def geometry(in_features: int, classes: int, width: int, depth: int) -> Geometry:
@@ -78,23 +78,11 @@ class MLP(nn.Module):
         return [*self.weights, self.fc_weight]
 
     def draw_like(self, rng: np.random.RandomState, i: int) -> torch.Tensor:
-        """N(0, 1) shaped like feedback weight i (N(0, 1/fan-in) under the standard parameterisation)."""
-        weight = self.feedback_weights()[i]
-        draw = rng.randn(*weight.shape)
-        return torch.from_numpy(draw / math.sqrt(weight.shape[1]) if self.parameterization == "standard" else draw)
+        return gaussian_like(rng, self.feedback_weights()[i], self.parameterization)
 
-    @torch.no_grad()
     def initialize(self, seed: int, draw_extra=None) -> list[torch.Tensor]:
         """Every weight drawn in order from numpy's legacy RNG (``draw_extra`` after each); biases zero."""
-        rng, extras = np.random.RandomState(seed), []
-        for i, weight in enumerate(self.feedback_weights()):
-            weight.copy_(self.draw_like(rng, i))
-            extra = draw_extra(rng, i) if draw_extra is not None else None
-            if extra is not None:
-                extras.append(extra)
-        for bias in [*self.biases, self.fc_bias]:
-            bias.zero_()
-        return extras
+        return draw_in_order(self, seed, draw_extra, [*self.biases, self.fc_bias])
 
 
 @register("mlp")
