@@ -94,6 +94,28 @@ def test_each_epoch_once_in_tensorboard_and_mlflow_after_a_stop_and_a_relaunch(t
     assert client.get_run(runs[0].info.run_id).info.status == "FINISHED"
 
 
+def test_a_stop_while_the_loggers_start_is_held_to_the_first_step_and_resumed(tmp_path, undisturbed):
+    """SIGTERM as soon as metrics.jsonl says the run has set out (MLflow still opening its store):
+    the signal is held like one in training, so the run saves its position after its first step
+    and stops saying so, and the relaunch resumes there to the numbers of an undisturbed run. (A
+    signal that reached its previous handler here would end the process with nothing saved.)"""
+    results = tmp_path / "results"
+    args = [*ARGS, "logger=mlflow", f"results_dir={results}"]
+    directory = spec_of(results, *ARGS).run_directory()
+    proc = launch(tmp_path, *args)
+    wait_for(lambda: (directory / "metrics.jsonl").exists(), what="metrics.jsonl")
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = finish(proc)
+    assert proc.returncode == -signal.SIGTERM, out + err  # held, then obeyed: ended by the signal
+    assert f"{directory}: stopped: checkpoint saved in epoch 1 after step 1;" in out, out + err
+    code, out, err = walign(tmp_path, *args)
+    assert code == 0, out + err
+    assert f"{directory}: resuming after epoch 0, step 1" in out, out
+    assert results_of(directory) == undisturbed
+    client, runs = mlflow_runs(results)
+    assert len(runs) == 1 and same(history(client, runs[0]), val_accs(directory)), runs
+
+
 def test_an_unreachable_mlflow_server_costs_one_warning_line_and_nothing_else(tmp_path, undisturbed):
     results = tmp_path / "results"
     code, out, err = walign(tmp_path, *ARGS, "logger=mlflow", "logger.mlflow.tracking_uri=http://127.0.0.1:9",

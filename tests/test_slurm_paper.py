@@ -34,17 +34,60 @@ def total_counts(results: Path) -> str:
     return out[out.rindex("total"):].splitlines()[1] if "total" in out else out
 
 
-def claimed_by(results: Path, pattern: str) -> tuple[Path, int] | None:
-    """A run directory matching ``pattern`` that a SLURM task is training now (its metrics.jsonl,
-    written as its first step starts, is there), with the pid of the task's process (the
-    cluster is this machine)."""
+def claimed_by(results: Path, pattern: str, exclude: set[Path]) -> tuple[Path, int] | None:
+    """A run directory matching ``pattern``, not in ``exclude``, that a SLURM task is training now
+    (its metrics.jsonl, written as it sets out to train, is there), with the pid of the task's
+    process (the cluster is this machine)."""
     for claim in results.rglob("claim.json"):
-        if re.search(pattern, str(claim.parent)) and (claim.parent / "metrics.jsonl").exists():
+        if claim.parent in exclude or not re.search(pattern, str(claim.parent)):
+            continue
+        if (claim.parent / "metrics.jsonl").exists():
             try:
                 return claim.parent, int(json.loads(claim.read_text())["pid"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
     return None
+
+
+STOPPED = re.compile(r"^(\S+): stopped(: checkpoint saved| after the run's last step)", re.M)
+
+
+def stops(cwd: Path) -> list[tuple[str, bool]]:
+    """Every "stopped" line the SLURM tasks have printed: (run directory, inside the run?)."""
+    logs = "".join(p.read_text(errors="replace") for p in cwd.rglob(".submitit/*/*_log.out"))
+    return [(m.group(1), m.group(2) == ": checkpoint saved") for m in STOPPED.finditer(logs)]
+
+
+def stop_a_run_inside_its_training(cwd: Path, results: Path, pattern: str, timeout: float = 600) -> Path:
+    """SIGUSR2 (what SLURM sends a task before its time limit) to the task training a run that
+    matches ``pattern``, until one task saves a checkpoint inside such a run; that run's directory.
+
+    Where the signal lands is up to the scheduler: one that arrives after a run's last step, while
+    it evaluates, rightly finishes that run instead ("stopped after the run's last step"), and
+    the next matching run is tried."""
+    deadline, tried = time.monotonic() + timeout, set()
+    while True:
+        assert time.monotonic() < deadline, f"no run matching {pattern} was stopped inside its training: " \
+                                            f"tried {sorted(map(str, tried))}; {total_counts(results)}"
+        found = claimed_by(results, pattern, tried)
+        if found is None:
+            time.sleep(0.05)
+            continue
+        run, pid = found
+        tried.add(run)
+        seen = len(stops(cwd))
+        try:
+            os.kill(pid, signal.SIGUSR2)
+        except ProcessLookupError:  # the task ended between reading the claim and the signal
+            continue
+        while len(stops(cwd)) == seen:  # the task says where the signal took effect, then is requeued
+            assert time.monotonic() < deadline, f"the task training {run} never said it stopped"
+            time.sleep(0.2)
+        where, inside = stops(cwd)[seen]
+        if inside and re.search(pattern, where):
+            return Path(where)
+        print(f"the signal stopped {where} {'inside its training' if inside else 'after its last step'}; "
+              f"trying another run")
 
 
 def test_the_whole_paper_at_smoke_scale_through_slurm_to_the_report(tmp_path):
@@ -67,12 +110,7 @@ def test_the_whole_paper_at_smoke_scale_through_slurm_to_the_report(tmp_path):
     assert not re.search(rf"\b{runs} complete\b", total_counts(results)), "the launch waited for its runs"
 
     # Table 2's width-256 runs are the longest: stop the task training one of them, mid-run
-    deadline = time.monotonic() + 600
-    while (found := claimed_by(results, r"/cifar10/(normal|fa|dfa|align_ada|align_zero)/w256-")) is None:
-        assert time.monotonic() < deadline, f"no width-256 run started: {total_counts(results)}"
-        time.sleep(0.05)
-    interrupted, pid = found
-    os.kill(pid, signal.SIGUSR2)  # what SLURM sends a task before its time limit
+    interrupted = stop_a_run_inside_its_training(tmp_path, results, r"/cifar10/(normal|fa|dfa|align_ada|align_zero)/w256-")
 
     deadline = started + 900
     while not re.search(rf"\b{runs} complete\b", counts := total_counts(results)):
@@ -89,8 +127,8 @@ def test_the_whole_paper_at_smoke_scale_through_slurm_to_the_report(tmp_path):
     summary = json.loads((interrupted / "summary.json").read_text())
     assert "resumed_after_epoch" in summary, summary
     alone = tmp_path / "alone"
-    again = subprocess.run([sys.executable, MAIN, f"rule={summary['rule']}", "dataset=cifar10", "width=256", "lr=5",
-                            "seed=100", "epochs=1", "scale=smoke", f"data_root={data}", "verify_md5.cifar10=false",
+    again = subprocess.run([sys.executable, MAIN, f"rule={summary['rule']}", "dataset=cifar10", f"width={summary['width']}",
+                            f"lr={summary['lr']:g}", f"seed={summary['seed']}", f"epochs={summary['epochs']}", "scale=smoke", f"data_root={data}", "verify_md5.cifar10=false",
                             "device=cpu", "progress=none", f"results_dir={alone}"],
                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

@@ -185,18 +185,21 @@ class TrainingRun:
             self.say(f"{self.directory}: resuming after epoch {resume.epoch}"
                      + (f", step {within['step']}" if within else ""), flush=True)
             self.records, self.earlier_seconds = list(resume.records), resume.wall_seconds
-        # metrics.jsonl holds exactly the checkpointed epochs (a kill may have left one more line)
-        write_atomic(self.directory / "metrics.jsonl", "".join(json_line(r) for r in self.records))
-        self.loggers = Loggers(self.spec.loggers, RunInfo(self.directory, self.directory.name, self.spec.sweep,
-                                                          yaml.safe_load(config_yaml or "{}") or {},
-                                                          Path(self.spec.results_dir)), self.say)
-        self.loggers.start(resume.epoch if resume else 0)  # epochs after it are logged again, once
-        self.started = time.time()
-        self.progress = Progress(self.spec.progress, self.spec.epochs * self.data.train.num_batches(self.batch_size),
-                                 f"{self.spec.rule} w{self.spec.width} lr{self.spec.lr:g}")
         # with checkpoints on, a stop signal (SLURM's USR2, kill's TERM, Ctrl-C) first saves the
-        # state at the next step boundary, then takes its usual course
+        # state at the next step boundary, then takes its usual course; it is held back from here
+        # on, before metrics.jsonl says the run has started, so that no signal can reach the
+        # previous handler (submitit's requeue) while the run sets up and lose its position
         with DeferredSignals(SIGNALS if self.spec.checkpoint_every else ()) as self.signals:
+            # metrics.jsonl holds exactly the checkpointed epochs (a kill may have left one more line)
+            write_atomic(self.directory / "metrics.jsonl", "".join(json_line(r) for r in self.records))
+            self.loggers = Loggers(self.spec.loggers, RunInfo(self.directory, self.directory.name, self.spec.sweep,
+                                                              yaml.safe_load(config_yaml or "{}") or {},
+                                                              Path(self.spec.results_dir)), self.say)
+            self.loggers.start(resume.epoch if resume else 0)  # epochs after it are logged again, once
+            self.started = time.time()
+            self.progress = Progress(self.spec.progress,
+                                     self.spec.epochs * self.data.train.num_batches(self.batch_size),
+                                     f"{self.spec.rule} w{self.spec.width} lr{self.spec.lr:g}")
             summary.update(self.train())
             return self.finish(summary, resume)
 
