@@ -124,7 +124,7 @@ def test_requeued_pack_resumes_at_its_unfinished_run(tmp_path):
     """USR2 (what SLURM sends before a time limit) while a pack of three runs is in its second run:
     the requeued task finds the first run finished, resumes the second where it stopped and runs
     the third; no epoch is trained twice."""
-    results, epochs = tmp_path / "results", 4
+    results, epochs = tmp_path / "results", 8  # seconds of training left in the second run when the signal lands, even on a loaded machine
     out = walign(tmp_path, *SLURM, "hydra.launcher.runs_per_task=3", "hydra.launcher.max_num_timeout=3",
                  "rule=normal", "lr=1,2,5", "width=8", f"epochs={epochs}", "progress=lines", "device=cpu",
                  "eval_test=false", f"results_dir={results}")
