@@ -1,11 +1,13 @@
 """What the plugin tests share: a site directory holding an example's distribution metadata (what `pip
 install` leaves, so walign finds its entry point), and walign run in a fresh process with the example
-importable."""
+importable, or imported into the test's own process for the time of one test."""
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,3 +28,15 @@ def run_walign(example: Path, *args, path=(), module: str = "main.py") -> subpro
     command = [str(REPO / "main.py")] if module == "main.py" else ["-m", module]
     return subprocess.run([sys.executable, *command, *args], cwd=REPO, env=env, text=True, capture_output=True,
                           timeout=600)
+
+
+@contextmanager
+def imported(monkeypatch, example: Path, module: str, registry: dict, name: str):
+    """``example``'s ``module`` imported in this process; what it registered as ``name`` in
+    ``registry`` is removed afterwards, so the session's other tests see walign's own entries only."""
+    monkeypatch.syspath_prepend(str(example))
+    try:
+        yield importlib.import_module(module)
+    finally:
+        registry.pop(name, None)
+        sys.modules.pop(module, None)

@@ -5,9 +5,7 @@ refuses the rules it cannot serve, runs a sweep of two rules through main.py, an
 shows its runs."""
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import plugin_site
@@ -33,12 +31,8 @@ def walign(*args, path=(), module: str = "main.py"):
 def plugin(monkeypatch):
     """The example imported in this process; its registration is undone afterwards."""
     from walign.archs import ARCHS
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    try:
-        yield importlib.import_module("my_arch")
-    finally:
-        ARCHS.pop("lenet", None)
-        sys.modules.pop("my_arch", None)
+    with plugin_site.imported(monkeypatch, EXAMPLE, "my_arch", ARCHS, "lenet") as module:
+        yield module
 
 
 def test_the_example_is_costed_from_the_network_it_builds(plugin):

@@ -6,11 +6,9 @@ through main.py, is listed and checked like walign's own data sets, sweeps, and 
 its runs."""
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 import struct
-import sys
 from pathlib import Path
 
 import plugin_site
@@ -80,12 +78,8 @@ def plugin(monkeypatch):
     """The example module imported in this process; its registration is undone afterwards, so the
     other tests of a session see walign's own data sets only."""
     from walign.datasets import DATASETS
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    try:
-        yield importlib.import_module("my_dataset")
-    finally:
-        DATASETS.pop("fashion_mnist", None)
-        sys.modules.pop("my_dataset", None)
+    with plugin_site.imported(monkeypatch, EXAMPLE, "my_dataset", DATASETS, "fashion_mnist") as module:
+        yield module
 
 
 # ----------------------------------------------------------------------------- in process

@@ -80,10 +80,10 @@ def stop_a_run_inside_its_training(cwd: Path, results: Path, pattern: str, timeo
             os.kill(pid, signal.SIGUSR2)
         except ProcessLookupError:  # the task ended between reading the claim and the signal
             continue
-        while len(stops(cwd)) == seen:  # the task says where the signal took effect, then is requeued
+        while len(said := stops(cwd)) == seen:  # the task says where the signal took effect, then is requeued
             assert time.monotonic() < deadline, f"the task training {run} never said it stopped"
             time.sleep(0.2)
-        where, inside = stops(cwd)[seen]
+        where, inside = said[seen]
         if inside and re.search(pattern, where):
             return Path(where)
         print(f"the signal stopped {where} {'inside its training' if inside else 'after its last step'}; "
